@@ -1,0 +1,5 @@
+import sys
+
+from edmbench.cli import main
+
+sys.exit(main())
