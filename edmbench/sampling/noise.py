@@ -35,7 +35,7 @@ class NoiseSource:
         return torch.stack(rows).to(device if device is not None else self.device)
 
     def randn_like(self, x: Tensor) -> Tensor:
-        """Normal draws with ``x``'s per-sample shape, dtype and device (EDM draws step noise in x's dtype)."""
+        """Normal draws with ``x``'s per-sample shape, dtype and device (EDM: step noise in x's dtype)."""
         if x.shape[0] != len(self):
             raise ValueError(f"batch of {x.shape[0]} does not match {len(self)} seeds")
         return self.randn(x.shape[1:], dtype=x.dtype, device=x.device)

@@ -1,0 +1,71 @@
+"""The sampler registry: each solver with its metadata, so NFE formulas are written exactly once.
+
+Every registered ``fn`` has the uniform signature
+``fn(denoiser, noise, sigmas, *, noise_source, class_labels=None, churn=Churn(), callback=None,
+**solver_params) -> x`` where ``sigmas`` is float64 ``[N + 1]`` ending in 0 and ``x`` is float64.
+NFE convention (EDM): the final step goes to sigma = 0 and is a plain Euler step (= a final denoise).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from edmbench.sampling import ode, solvers
+from edmbench.sampling._names import unknown_name_message
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    """A registered solver.
+
+    ``order``: convergence order of the deterministic solver; ``nfe(num_steps)``: denoiser evaluations
+    per sample; ``stochastic``: can inject noise; ``churn``: accepts EDM's churn knobs
+    (s_churn, s_tmin, s_tmax, s_noise); ``params``: the other SamplerConfig fields it reads.
+    """
+
+    name: str
+    fn: Callable
+    order: int
+    nfe: Callable[[int], int]
+    stochastic: bool
+    churn: bool
+    params: tuple[str, ...]
+    description: str
+
+
+def _n(num_steps: int) -> int:
+    return num_steps
+
+
+def _two_n_minus_one(num_steps: int) -> int:
+    return 2 * num_steps - 1
+
+
+_REGISTRY: dict[str, SamplerInfo] = {info.name: info for info in (
+    SamplerInfo("euler", ode.euler, 1, _n, True, True, ("schedule", "scaling"),
+                "Euler on the sigma(t)/s(t) ODE, optional EDM churn (EDM Alg. 1/2)"),
+    SamplerInfo("heun", ode.heun, 2, _two_n_minus_one, True, True, ("schedule", "scaling", "alpha"),
+                "EDM's 2nd-order sampler (alpha=1 Heun), last step Euler, optional churn (EDM Alg. 1/2)"),
+    SamplerInfo("dpm_2", solvers.dpm_2, 2, _two_n_minus_one, True, True, (),
+                "DPM-Solver-2: midpoint in log-sigma, last step Euler, optional churn (Lu et al. 2022)"),
+    SamplerInfo("dpmpp_2m", solvers.dpmpp_2m, 2, _n, False, False, (),
+                "DPM-Solver++(2M): 2nd-order multistep in data prediction (Lu et al. 2022b)"),
+    SamplerInfo("ipndm", solvers.ipndm, 4, _n, False, False, ("order",),
+                "iPNDM: Adams-Bashforth up to 4th order with lower-order warm start (Zhang & Chen 2023)"),
+    SamplerInfo("euler_ancestral", solvers.euler_ancestral, 1, _n, True, False, ("eta",),
+                "Euler-ancestral: Euler to sigma_down, then fresh noise up to sigma_next (eta scales it)"),
+)}
+
+
+def sampler_names() -> tuple[str, ...]:
+    """Registered sampler names, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get_sampler(name: str) -> SamplerInfo:
+    """The registry entry for ``name``; unknown names raise ValueError listing the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(unknown_name_message("sampler", name, _REGISTRY)) from None
