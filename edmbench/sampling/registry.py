@@ -52,7 +52,9 @@ _REGISTRY: dict[str, SamplerInfo] = {info.name: info for info in (
     SamplerInfo("dpmpp_2m", solvers.dpmpp_2m, 2, _n, False, False, (),
                 "DPM-Solver++(2M): 2nd-order multistep in data prediction (Lu et al. 2022b)"),
     SamplerInfo("ipndm", solvers.ipndm, 4, _n, False, False, ("order",),
-                "iPNDM: Adams-Bashforth up to 4th order with lower-order warm start (Zhang & Chen 2023)"),
+                "iPNDM: fixed Adams-Bashforth weights up to 4th order, lower-order start (Zhang & Chen)"),
+    SamplerInfo("ipndm_v", solvers.ipndm_v, 4, _n, False, False, ("order",),
+                "iPNDM with variable-step Adams-Bashforth weights (order up to 4 on any grid)"),
     SamplerInfo("euler_ancestral", solvers.euler_ancestral, 1, _n, True, False, ("eta",),
                 "Euler-ancestral: Euler to sigma_down, then fresh noise up to sigma_next (eta scales it)"),
 )}
