@@ -1,0 +1,120 @@
+"""KID and precision/recall on a bounded sample of feature rows, via torch-fidelity's metric functions.
+
+Both metrics need feature rows of both sets, not just statistics. To keep memory bounded, a
+``FeatureReservoir`` keeps at most ``capacity`` rows of a stream: a uniform random sample without
+replacement (each row gets a key from a seeded generator; the ``capacity`` smallest keys are kept), in
+stream order. When the stream is no longer than ``capacity`` every row is kept, so the metrics equal
+torch-fidelity's ``calculate_metrics`` on the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class FeatureReservoir:
+    """At most ``capacity`` feature rows of a stream, uniformly sampled, kept in stream order."""
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError(f"reservoir capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.seen = 0
+        self._rng = np.random.default_rng(seed)
+        self._index = np.zeros(0, dtype=np.int64)
+        self._keys = np.zeros(0)
+        self._rows: np.ndarray | None = None
+
+    def update(self, features) -> FeatureReservoir:
+        rows = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features,
+                          dtype=np.float32)
+        if rows.ndim != 2:
+            raise ValueError(f"features must have shape [B, D], got {rows.shape}")
+        keys = self._rng.random(rows.shape[0])
+        index = np.arange(self.seen, self.seen + rows.shape[0])
+        self.seen += rows.shape[0]
+        self._keys = np.concatenate([self._keys, keys])
+        self._index = np.concatenate([self._index, index])
+        self._rows = rows if self._rows is None else np.concatenate([self._rows, rows])
+        if self._rows.shape[0] > self.capacity:
+            keep = np.sort(np.argpartition(self._keys, self.capacity - 1)[: self.capacity])
+            self._keys, self._index, self._rows = self._keys[keep], self._index[keep], self._rows[keep]
+        return self
+
+    @property
+    def rows(self) -> np.ndarray:
+        """The kept rows ``[min(seen, capacity), D]``, float32, in stream order."""
+        if self._rows is None:
+            raise ValueError("the reservoir is empty")
+        return self._rows
+
+
+@dataclass(frozen=True)
+class KIDPROptions:
+    """Options for KID (Binkowski et al. 2018) and precision/recall (Kynkaanniemi et al. 2019).
+
+    ``max_rows`` bounds the generated feature rows kept in memory (reservoir); ``kid_subset_size`` is
+    lowered to the number of rows available on either side when that is smaller.
+    """
+
+    kid: bool = False
+    prc: bool = False
+    max_rows: int = 10_000
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    prc_neighborhood: int = 3
+    rng_seed: int = 2020
+
+    def __post_init__(self) -> None:
+        for name in ("max_rows", "kid_subsets", "kid_subset_size", "prc_neighborhood"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def any(self) -> bool:
+        return self.kid or self.prc
+
+
+def kid(gen_rows: np.ndarray, ref_rows: np.ndarray, options: KIDPROptions) -> dict[str, float]:
+    """KID mean and spread over random subsets (torch-fidelity ``kid_features_to_metric``)."""
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    size = min(options.kid_subset_size, len(gen_rows), len(ref_rows))
+    out = kid_features_to_metric(torch.from_numpy(gen_rows), torch.from_numpy(ref_rows),
+                                 kid_subsets=options.kid_subsets, kid_subset_size=size,
+                                 rng_seed=options.rng_seed, verbose=False)
+    return {"kid": out[KEY_METRIC_KID_MEAN], "kid_std": out[KEY_METRIC_KID_STD], "kid_subset_size": size}
+
+
+def precision_recall(gen_rows: np.ndarray, ref_rows: np.ndarray, options: KIDPROptions) -> dict[str, float]:
+    """Improved precision/recall with k-NN manifolds (torch-fidelity ``prc_features_to_metric``)."""
+    from torch_fidelity.metric_prc import (
+        KEY_METRIC_F_SCORE,
+        KEY_METRIC_PRECISION,
+        KEY_METRIC_RECALL,
+        prc_features_to_metric,
+    )
+
+    out = prc_features_to_metric(torch.from_numpy(gen_rows), torch.from_numpy(ref_rows),
+                                 prc_neighborhood=options.prc_neighborhood, prc_batch_size=10_000,
+                                 save_cpu_ram=True, verbose=False)
+    return {"precision": out[KEY_METRIC_PRECISION], "recall": out[KEY_METRIC_RECALL],
+            "f_score": out[KEY_METRIC_F_SCORE]}
+
+
+def kid_pr_metrics(gen_rows: np.ndarray, ref_rows: np.ndarray | None, options: KIDPROptions) -> dict:
+    """The metrics asked for in ``options``, on the kept rows of both sets."""
+    if not options.any:
+        return {}
+    if ref_rows is None:
+        raise ValueError("KID and precision/recall need reference feature rows, but the reference statistics "
+                         "hold only mu and sigma; build them with `edmbench ref --keep-features N`")
+    out: dict = {"kid_pr_rows": (len(gen_rows), len(ref_rows))}
+    if options.kid:
+        out.update(kid(gen_rows, ref_rows, options))
+    if options.prc:
+        out.update(precision_recall(gen_rows, ref_rows, options))
+    return out
