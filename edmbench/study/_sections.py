@@ -1,0 +1,238 @@
+"""The sections of a study spec: one frozen dataclass and one strict reader per TOML table."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edmbench.study._checks import Reader, is_number
+from edmbench.study.space import ParamSpec
+
+SEARCH_SAMPLERS = ("tpe", "gp", "cmaes", "grid", "random")
+PRUNERS = ("median", "successive_halving", "none")
+DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+@dataclasses.dataclass(frozen=True)
+class DenoiserSpec:
+    model: str              # manifest name or path
+    dtype: str = "float32"
+    class_policy: str | int = "random"  # "random", "none" (unconditional) or one class index
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricSpec:
+    extractor: str
+    reference: str          # path or URL of reference statistics (.npz)
+    num_images: int
+    seed_start: int = 0     # seeds seed_start .. seed_start + num_images - 1, shared by every trial
+    rungs: tuple[int, ...] = ()
+    weights: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpec:
+    sampler: str = "tpe"
+    seed: int = 0
+    n_startup_trials: int = 10
+    constraints: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunerSpec:
+    type: str = "median"
+    n_startup_trials: int = 5
+    n_warmup_rungs: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetSpec:
+    n_trials: int | None = None
+    timeout_s: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EnqueueSpec:
+    label: str
+    params: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RescoreSpec:
+    top_k: int
+    num_images: int
+    seed_starts: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedPoint:
+    label: str
+    nfe: int
+    fid: float
+    source: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class EstimateSpec:
+    gpu: str
+    ms_per_image_evaluation: float
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text
+
+
+def read_denoiser(table: Any, problems: list[str], check_files: bool) -> DenoiserSpec:
+    r = Reader(table, "denoiser", problems)
+    r.check_keys(["model", "dtype", "class_policy"])
+    return DenoiserSpec(model=r.string("model", required=True) or "",
+                        dtype=r.string("dtype", "float32", choices=DTYPES) or "float32",
+                        class_policy=r.get("class_policy", lambda v: isinstance(v, str | int), "a string or "
+                                           "an integer", "random"))
+
+
+def read_metric(table: Any, problems: list[str], check_files: bool) -> MetricSpec:
+    r = Reader(table, "metric", problems)
+    r.check_keys(["extractor", "reference", "num_images", "seed_start", "rungs", "weights"])
+    reference = r.string("reference", required=True) or ""
+    weights = r.string("weights")
+    for key, value in (("reference", reference), ("weights", weights)):
+        if check_files and value and not _is_url(value) and not resolve_path(value).is_file():
+            r.fail(f"{key} file {value!r} does not exist (give a path relative to the working directory "
+                   "or the repository root, or a URL)")
+    rungs = r.list_of("rungs", lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+                      "positive integers")
+    if rungs != sorted(set(rungs)):
+        r.fail(f"rungs must be strictly increasing image counts, got {rungs}")
+    return MetricSpec(extractor=r.string("extractor", required=True) or "", reference=reference,
+                      num_images=r.integer("num_images", required=True, minimum=2) or 2,
+                      seed_start=r.integer("seed_start", 0, minimum=0) or 0,
+                      rungs=tuple(rungs), weights=weights)
+
+
+def read_search(table: Any, problems: list[str], space_names: Sequence[str]) -> SearchSpec:
+    r = Reader(table, "search", problems)
+    r.check_keys(["sampler", "seed", "n_startup_trials", "constraints"])
+    return SearchSpec(sampler=r.string("sampler", "tpe", choices=SEARCH_SAMPLERS) or "tpe",
+                      seed=r.integer("seed", 0, minimum=0) or 0,
+                      n_startup_trials=r.integer("n_startup_trials", 10, minimum=0),
+                      constraints=r.list_of("constraints", lambda v: isinstance(v, str), "strings"))
+
+
+def read_pruner(table: Any, problems: list[str]) -> PrunerSpec:
+    r = Reader(table, "pruner", problems)
+    r.check_keys(["type", "n_startup_trials", "n_warmup_rungs"])
+    return PrunerSpec(type=r.string("type", "median", choices=PRUNERS) or "median",
+                      n_startup_trials=r.integer("n_startup_trials", 5, minimum=0),
+                      n_warmup_rungs=r.integer("n_warmup_rungs", 0, minimum=0))
+
+
+def read_budget(table: Any, problems: list[str]) -> BudgetSpec:
+    r = Reader(table, "budget", problems)
+    r.check_keys(["n_trials", "timeout_s"])
+    budget = BudgetSpec(n_trials=r.integer("n_trials", minimum=1),
+                        timeout_s=r.number("timeout_s", positive=True))
+    return budget
+
+
+def read_enqueue(items: Any, space: Sequence[ParamSpec], problems: list[str]) -> list[EnqueueSpec]:
+    if not isinstance(items, list):
+        problems.append("[[enqueue]] must be an array of tables ([[enqueue]] label = ..., params = {...})")
+        return []
+    by_name = {p.name: p for p in space}
+    out = []
+    for i, item in enumerate(items):
+        r = Reader(item, f"enqueue.{i}", problems)
+        r.check_keys(["label", "params"])
+        params = dict(r.table_of("params"))
+        for key, value in params.items():
+            if key not in by_name:
+                r.fail(f"params.{key} is not a searched knob; searched: {', '.join(by_name) or '(none)'}")
+            elif by_name[key].kind == "categorical" and value not in by_name[key].choices:
+                r.fail(f"params.{key} = {value!r} is not one of the choices {list(by_name[key].choices)}")
+            elif by_name[key].kind != "categorical" and not is_number(value):
+                r.fail(f"params.{key} must be a number, got {value!r}")
+        out.append(EnqueueSpec(label=r.string("label", f"enqueued {i}") or "", params=params))
+    return out
+
+
+def read_rescore(table: Any, problems: list[str]) -> RescoreSpec | None:
+    if table is None:
+        return None
+    r = Reader(table, "rescore", problems)
+    r.check_keys(["top_k", "num_images", "seed_starts"])
+    seed_starts = r.list_of("seed_starts",
+                            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                            "non-negative integers")
+    if not seed_starts:
+        r.fail("seed_starts must list at least one fresh seed range start (e.g. [50000, 100000])")
+    return RescoreSpec(top_k=r.integer("top_k", 1, minimum=1) or 1,
+                       num_images=r.integer("num_images", required=True, minimum=2) or 2,
+                       seed_starts=tuple(seed_starts))
+
+
+def read_published(items: Any, problems: list[str]) -> list[PublishedPoint]:
+    if not isinstance(items, list):
+        problems.append("[[published]] must be an array of tables (label, nfe, fid, source)")
+        return []
+    out = []
+    for i, item in enumerate(items):
+        r = Reader(item, f"published.{i}", problems)
+        r.check_keys(["label", "nfe", "fid", "source"])
+        out.append(PublishedPoint(label=r.string("label", required=True) or "",
+                                  nfe=r.integer("nfe", required=True, minimum=1) or 1,
+                                  fid=r.number("fid", required=True) or 0.0,
+                                  source=r.string("source", "") or ""))
+    return out
+
+
+def read_estimate(table: Any, problems: list[str]) -> EstimateSpec | None:
+    if table is None:
+        return None
+    r = Reader(table, "estimate", problems)
+    r.check_keys(["gpu", "ms_per_image_evaluation"])
+    return EstimateSpec(gpu=r.string("gpu", required=True) or "",
+                        ms_per_image_evaluation=r.number("ms_per_image_evaluation", required=True,
+                                                         positive=True) or 1.0)
+
+
+def grid_problems(space: Sequence[ParamSpec]) -> list[str]:
+    problems = []
+    for p in space:
+        try:
+            p.grid_values()
+        except ValueError as exc:
+            problems.append(f"[space.{p.name}] {exc}")
+    if not space:
+        problems.append("[search] sampler 'grid' needs at least one [space.<knob>] table")
+    return problems
+
+
+def config_problems(fixed: dict[str, Any], space: Sequence[ParamSpec],
+                    enqueue: Sequence[EnqueueSpec]) -> list[str]:
+    """Let ``SamplerConfig`` validate the fixed knobs, each end of each range, and each enqueued point."""
+    from edmbench.sampling import SamplerConfig
+
+    trials: list[tuple[str, dict[str, Any]]] = [("[fixed]", {})]
+    for p in space:
+        values = p.choices if p.kind == "categorical" else (p.low, p.high)
+        trials += [(f"[space.{p.name}] value {v!r}", {p.name: v}) for v in values]
+    trials += [(f"[[enqueue]] {e.label!r}", e.params) for e in enqueue]
+    problems = []
+    for where, extra in trials:
+        try:
+            SamplerConfig.from_dict({**fixed, **extra})
+        except (ValueError, TypeError, KeyError) as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
+
+
+def resolve_path(text: str) -> Path:
+    """A relative path is looked up in the working directory, then in the repository root."""
+    path = Path(text).expanduser()
+    if path.is_absolute() or path.exists():
+        return path
+    repo_root = Path(__file__).resolve().parents[2]
+    return repo_root / path if (repo_root / path).exists() else path

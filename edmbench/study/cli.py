@@ -1,0 +1,139 @@
+"""``run_study.py``: run a study from a spec, print its plan, or regenerate its report from storage.
+
+    python run_study.py SPEC.toml [--n-trials N] [--device D] [--batch-size B] [--storage URL] [--workers N]
+                                  [--dry-run] [--timeout S] [--heartbeat S] [--grace S] [--runs-dir DIR]
+    python run_study.py report SPEC.toml | --storage URL --study NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from edmbench.study._checks import SpecError
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_study.py", description="Run an Optuna FID study from a TOML spec "
+                                "(re-running the same command resumes it). Sub-command: report.")
+    p.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
+    p.add_argument("--n-trials", type=int, help="trial budget (overrides [budget] n_trials)")
+    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
+    p.add_argument("--batch-size", type=int, default=64, help="images per sampler batch (default 64)")
+    p.add_argument("--storage", help="SQLAlchemy URL or journal:PATH (default sqlite:///RUNS/<study>/study.db)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes sharing the storage")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan; run nothing")
+    p.add_argument("--heartbeat", type=float, default=10.0, help="seconds between trial heartbeats")
+    p.add_argument("--grace", type=float, default=60.0,
+                   help="a running trial without heartbeat for this long is retried (default 60)")
+    p.add_argument("--runs-dir", default="runs", help="output root (default runs/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-report", action="store_true", help="skip re-scoring and the report at the end")
+    p.add_argument("--evaluator", default=None, help="evaluator factory 'module:function' (advanced)")
+    return p
+
+
+def _report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="run_study.py report",
+                                description="Regenerate tables, plots and summary from the storage alone.")
+    p.add_argument("spec", nargs="?", help="study spec (TOML); or give --storage and --study")
+    p.add_argument("--storage", help="storage URL (default sqlite:///RUNS/<study>/study.db)")
+    p.add_argument("--study", help="study name (with --storage, when no spec is given)")
+    p.add_argument("--runs-dir", default="runs", help="output root (default runs/)")
+    p.add_argument("--out", help="output folder (default RUNS/<study>/)")
+    p.add_argument("--samples", action="store_true", help="also draw sample grids (loads the model)")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from edmbench.study.plan import make_plan
+    from edmbench.study.runner import DEFAULT_EVALUATOR, RunOptions, run_study
+    from edmbench.study.spec import load_spec
+
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        print("\n".join(make_plan(spec, args.n_trials).lines(spec)))
+        return 0
+    options = RunOptions(storage=args.storage, runs_dir=args.runs_dir, n_trials=args.n_trials,
+                         timeout_s=args.timeout, workers=args.workers, device=args.device,
+                         batch_size=args.batch_size, heartbeat_s=args.heartbeat, grace_s=args.grace,
+                         progress=not args.no_progress, evaluator=args.evaluator or DEFAULT_EVALUATOR)
+    if options.workers < 1 or options.batch_size < 1:
+        raise ValueError("--workers and --batch-size must be >= 1")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        run_study(spec, options)
+    except KeyboardInterrupt:
+        print("interrupted: finished trials are kept; the running one is retried when you re-run "
+              "the same command", file=sys.stderr)
+        return 130
+    if not args.no_report:
+        finish(spec, dataclasses.replace(options, workers=1))
+    return 0
+
+
+def finish(spec: Any, options: Any) -> None:
+    """Final re-scoring (if the spec asks) and the report, in ``RUNS/<study>/``."""
+    from edmbench.study.objective import make_scorer
+    from edmbench.study.report import rescore, write_report
+    from edmbench.study.storage import open_storage, open_study
+
+    study = open_study(spec, open_storage(options.storage_url(spec)))
+    scorer = make_scorer(spec, device=options.device, batch_size=options.batch_size)
+    if spec.rescore is not None:
+        rescore(study, spec, scorer)
+    outdir = Path(options.runs_dir) / spec.name
+    write_report(study, spec, outdir, scorer=scorer)
+    print(f"report written to {outdir}/ (summary.md, trials.csv, plots)")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    import optuna
+
+    from edmbench.study.objective import make_scorer
+    from edmbench.study.report import write_report
+    from edmbench.study.results import spec_from_study
+    from edmbench.study.spec import load_spec
+    from edmbench.study.storage import default_storage_url, open_storage
+
+    if args.spec is None and not (args.storage and args.study):
+        raise ValueError("report needs a spec, or --storage URL and --study NAME")
+    spec = load_spec(args.spec, check_files=False) if args.spec else None
+    name = spec.name if spec else args.study
+    url = args.storage or default_storage_url(spec, args.runs_dir)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        raise FileNotFoundError(f"no study storage at {url}; run the study first")
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    spec = spec_from_study(study) if spec is None else spec
+    scorer = make_scorer(spec, device=args.device) if args.samples else None
+    outdir = Path(args.out or Path(args.runs_dir) / name)
+    write_report(study, spec, outdir, scorer=scorer)
+    print(f"report written to {outdir}/")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if argv and argv[0] == "report":
+            return report_command(_report_parser().parse_args(argv[1:]))
+        return run_command(_run_parser().parse_args(argv))
+    except (SpecError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

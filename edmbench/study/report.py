@@ -1,0 +1,178 @@
+"""Outputs in ``runs/<study>/`` from storage alone: CSV tables, PNG+SVG plots, sample grids, Markdown summary.
+
+Also the final re-scoring (EDM's protocol): the best k trials on the full image count with fresh seed
+ranges, stored in the study (user attrs ``rescore:<trial>:<seed_start>``) and reported apart from the
+search FIDs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from edmbench.study import results
+from edmbench.study.spec import StudySpec
+
+
+def rescore(study: Any, spec: StudySpec, scorer: Any) -> Any:
+    """Re-score the best ``top_k`` COMPLETE trials on each fresh seed range; resumable, idempotent."""
+    from edmbench.sampling import SamplerConfig
+
+    if spec.rescore is None or spec.multi_objective:
+        return results.rescore_table(study)
+    table = results.complete(results.trials_table(study, spec))
+    top = table.sort_values("fid").head(spec.rescore.top_k)
+    for _, row in top.iterrows():
+        params = study.trials[int(row["number"])].params
+        config = SamplerConfig.from_dict({**spec.fixed, **params})
+        for seed_start in spec.rescore.seed_starts:
+            key = results.rescore_key(int(row["number"]), seed_start)
+            if key in study.user_attrs:
+                continue
+            seeds, start = range(seed_start, seed_start + spec.rescore.num_images), time.perf_counter()
+            final = list(scorer.score(config, seeds, ()))[-1]
+            study.set_user_attr(key, {
+                "number": int(row["number"]), "search_fid": float(row["fid"]), "nfe": config.nfe,
+                "seed_start": seed_start, "seeds": f"{seeds.start}-{seeds.stop - 1}", "n_images": final.n,
+                "fid": float(final.fid),
+                "fid_err": None if math.isnan(final.fid_err) else float(final.fid_err),
+                "wall_time_s": round(time.perf_counter() - start, 3), **params})
+    return results.rescore_table(study)
+
+
+def _save(fig: Any, outdir: Path, name: str) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ext in ("png", "svg"):
+        path = outdir / f"{name}.{ext}"
+        fig.savefig(path, bbox_inches="tight", dpi=120)
+        paths.append(path.name)
+    plt.close(fig)
+    return paths
+
+
+def published_points(spec: StudySpec) -> list[Any]:
+    """The spec's ``[[published]]`` rows plus the manifest's published numbers for the model."""
+    from edmbench.pretrained import read_manifest
+    from edmbench.study._sections import PublishedPoint
+
+    points = list(spec.published)
+    entry = read_manifest().get(spec.denoiser.model)
+    for row in (entry.extra.get("published", []) if entry else []):
+        if "nfe" in row and "fid" in row:
+            label = f"{row.get('sampler', '')} {row.get('num_steps', '')} steps (manifest)".strip()
+            points.append(PublishedPoint(label, int(row["nfe"]), float(row["fid"]), row.get("source", "")))
+    return points
+
+
+def write_report(study: Any, spec: StudySpec, outdir: str | Path, *,
+                 scorer: Any = None) -> dict[str, list[str]]:
+    """Write every output; ``scorer`` (optional) is used only for the sample grids."""
+    from edmbench import plots
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    table = results.trials_table(study, spec)
+    written: dict[str, list[str]] = {"tables": [], "plots": [], "samples": []}
+    table.to_csv(outdir / "trials.csv", index=False)
+    written["tables"].append("trials.csv")
+    rescored = results.rescore_table(study)
+    if not rescored.empty:
+        rescored.to_csv(outdir / "rescore.csv", index=False)
+        written["tables"].append("rescore.csv")
+    if not results.complete(table).empty:
+        figure = plots.fid_vs_nfe(table, published_points(spec), title=f"{spec.name}: FID vs NFE")
+        written["plots"] += _save(figure, outdir, "fid_vs_nfe")
+        if spec.multi_objective:
+            figure = plots.fid_nfe_pareto(table, results.pareto_rows(table))
+            written["plots"] += _save(figure, outdir, "pareto")
+        for name, fig in plots.optuna_figures(study, [p.name for p in spec.space]).items():
+            written["plots"] += _save(fig, outdir, name)
+    if scorer is not None:
+        written["samples"] += _sample_grid(table, spec, scorer, outdir)
+    (outdir / "summary.md").write_text(summary_markdown(spec, table, rescored, written))
+    return written
+
+
+def _sample_grid(table: Any, spec: StudySpec, scorer: Any, outdir: Path, n: int = 32) -> list[str]:
+    from edmbench import plots
+    from edmbench.generate import generate_images
+    from edmbench.sampling import SamplerConfig
+
+    panels = []
+    for role, row in (("best", results.best_row(table)), ("baseline", results.baseline_row(table))):
+        if row is None:
+            continue
+        config = SamplerConfig.from_dict({k: _python(row[k]) for k in SamplerConfig().to_dict() if k in row
+                                          and _present(row[k])})
+        seeds = list(spec.seeds)[:n]
+        images = [b.images for b in generate_images(scorer.denoiser, config, seeds, batch_size=n,
+                                                    class_policy=scorer.class_policy, device=scorer.device)]
+        panels.append((f"{role}: trial {int(row['number'])}, NFE {config.nfe}, FID {row['fid']:.3f}",
+                       images[0]))
+    return _save(plots.sample_grids(panels), outdir, "samples") if panels else []
+
+
+def _python(value: Any) -> Any:
+    """numpy scalars from pandas -> Python numbers (SamplerConfig checks types strictly)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _present(value: Any) -> bool:
+    return not (isinstance(value, float) and math.isnan(value))
+
+
+def _fmt_knobs(row: Any, spec: StudySpec) -> str:
+    names = ["sampler", *(p.name for p in spec.space if p.name != "sampler")]
+    return ", ".join(f"{k}={row[k]:.4g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+                     for k in dict.fromkeys(names) if k in row and _present(row[k]))
+
+
+def _fid(row: Any) -> str:
+    err = row.get("fid_err")
+    return f"{row['fid']:.4f}" + (f" ± {err:.4f}" if err is not None and _present(err) else "")
+
+
+def summary_markdown(spec: StudySpec, table: Any, rescored: Any, written: dict[str, list[str]]) -> str:
+    """The study's Markdown summary: counts, best settings, baseline comparison, re-scoring, files."""
+    lines = [f"# Study `{spec.name}`", "", spec.description.strip(), ""]
+    finished = results.counted(table)
+    states = finished["state"].value_counts().to_dict() if not finished.empty else {}
+    by_state = ", ".join(f"{k} {v}" for k, v in sorted(states.items()))
+    lines += [f"Trials finished: {len(finished)} ({by_state}); "
+              f"images per trial: {spec.metric.num_images} (seeds {spec.seeds.start}-{spec.seeds.stop - 1}); "
+              f"extractor `{spec.metric.extractor}`; reference `{spec.metric.reference}`.", ""]
+    best, base = results.best_row(table), results.baseline_row(table)
+    if spec.multi_objective:
+        lines += ["## Pareto front (FID vs NFE)", "", "| trial | NFE | FID | settings |", "|---|---|---|---|"]
+        lines += [f"| {int(r['number'])} | {int(r['nfe'])} | {_fid(r)} | {_fmt_knobs(r, spec)} |"
+                  for _, r in results.pareto_rows(table).iterrows()]
+    elif best is not None:
+        lines += ["## Best settings", "", f"Trial {int(best['number'])}: {_fmt_knobs(best, spec)}; "
+                  f"NFE {int(best['nfe'])}; FID {_fid(best)} at {int(best['n_images'])} images.", ""]
+    if base is not None and best is not None:
+        delta = best["fid"] - base["fid"]
+        lines += ["## Against the baseline", "", f"Baseline `{base['enqueue_label']}` (trial "
+                  f"{int(base['number'])}): {_fmt_knobs(base, spec)}; NFE {int(base['nfe'])}; "
+                  f"FID {_fid(base)}.",
+                  f"Best minus baseline: {delta:+.4f} FID at NFE {int(best['nfe'])} vs "
+                  f"{int(base['nfe'])}.", ""]
+    if not rescored.empty:
+        lines += ["## Final re-scoring (fresh seeds, full image count; not the search FIDs)", "",
+                  "| trial | seeds | images | FID | search FID |", "|---|---|---|---|---|"]
+        lines += [f"| {int(r['number'])} | {r['seeds']} | {int(r['n_images'])} | {_fid(r)} | "
+                  f"{r['search_fid']:.4f} |"
+                  for _, r in rescored.iterrows()]
+        lines += ["", "EDM's protocol reports the minimum over seed ranges: "
+                  + "; ".join(f"trial {int(k)}: {v:.4f}"
+                              for k, v in rescored.groupby("number")["fid"].min().items()),
+                  ""]
+    if spec.published:
+        lines += ["## Published numbers this study should reproduce", ""]
+        lines += [f"- {p.label}: FID {p.fid} at NFE {p.nfe} ({p.source})" for p in spec.published]
+        lines += [""]
+    lines += ["## Files", ""] + [f"- {name}" for group in written.values() for name in group] + [""]
+    return "\n".join(lines)

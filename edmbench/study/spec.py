@@ -1,0 +1,178 @@
+"""Study specs: a TOML file -> a frozen :class:`StudySpec`, validated strictly before any work starts.
+
+Every problem in a spec (unknown keys, unknown samplers, inverted ranges, missing files, ...) is collected
+and raised together as one :class:`SpecError` that says what is valid. The key reference is
+``docs/studies.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from edmbench.study import _sections as sec
+from edmbench.study._checks import Reader, SpecError, close_match
+from edmbench.study.space import Constraint, ParamSpec, parse_constraint, read_param
+
+SECTIONS = ("study", "denoiser", "metric", "search", "pruner", "budget", "fixed", "space", "enqueue",
+            "rescore", "published", "estimate")
+OBJECTIVES = (("fid",), ("fid", "nfe"))
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    """One experiment. Science knobs only; runtime knobs (device, workers, storage) are CLI flags."""
+
+    name: str
+    description: str
+    objectives: tuple[str, ...]
+    denoiser: sec.DenoiserSpec
+    metric: sec.MetricSpec
+    search: sec.SearchSpec
+    pruner: sec.PrunerSpec
+    budget: sec.BudgetSpec
+    fixed: dict[str, Any]
+    space: tuple[ParamSpec, ...]
+    constraints: tuple[Constraint, ...]
+    enqueue: tuple[sec.EnqueueSpec, ...]
+    rescore: sec.RescoreSpec | None
+    published: tuple[sec.PublishedPoint, ...]
+    estimate: sec.EstimateSpec | None
+    source_text: str = ""
+    path: str = ""
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the spec text (provenance; a resumed study must have the same spec)."""
+        return hashlib.sha256(self.source_text.encode()).hexdigest()
+
+    @property
+    def seeds(self) -> range:
+        return range(self.metric.seed_start, self.metric.seed_start + self.metric.num_images)
+
+
+def load_spec(path: str | Path, *, check_files: bool = True) -> StudySpec:
+    """Read and validate a spec file. ``check_files=False`` skips the existence checks of local files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study spec {str(path)!r} does not exist")
+    return parse_spec(path.read_text(encoding="utf-8"), source=str(path), check_files=check_files)
+
+
+def parse_spec(text: str, *, source: str = "spec", check_files: bool = True) -> StudySpec:
+    """Validate TOML text; raise :class:`SpecError` listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([f"not valid TOML: {exc}"], source) from None
+    problems: list[str] = []
+    for key in data:
+        if key not in SECTIONS:
+            problems.append(f"unknown section [{key}]{close_match(key, SECTIONS)}; "
+                            f"valid sections: {', '.join(SECTIONS)}")
+    knobs = _knobs(problems)
+    study = _read_study(data.get("study", {}), problems)
+    fixed = _read_fixed(data.get("fixed", {}), knobs, problems)
+    space = _read_space(data.get("space", {}), knobs, fixed, problems)
+    search = sec.read_search(data.get("search", {}), problems, [p.name for p in space])
+    constraints = _read_constraints(search.constraints, [*fixed, *(p.name for p in space)], problems)
+    spec = StudySpec(
+        name=study["name"], description=study["description"], objectives=study["objectives"],
+        denoiser=sec.read_denoiser(data.get("denoiser", {}), problems, check_files),
+        metric=sec.read_metric(data.get("metric", {}), problems, check_files),
+        search=search, pruner=sec.read_pruner(data.get("pruner", {}), problems),
+        budget=sec.read_budget(data.get("budget", {}), problems),
+        fixed=fixed, space=tuple(space), constraints=tuple(constraints),
+        enqueue=tuple(sec.read_enqueue(data.get("enqueue", []), space, problems)),
+        rescore=sec.read_rescore(data.get("rescore"), problems),
+        published=tuple(sec.read_published(data.get("published", []), problems)),
+        estimate=sec.read_estimate(data.get("estimate"), problems),
+        source_text=text, path=source if source != "spec" else "")
+    _check_whole(spec, problems, check_files)
+    if problems:
+        raise SpecError(problems, source)
+    return spec
+
+
+def _knobs(problems: list[str]) -> list[str]:
+    from edmbench.study.space import knob_names
+
+    try:
+        return knob_names()
+    except ImportError as exc:  # the sampling package is part of edmbench; this is a broken install
+        problems.append(f"cannot read the sampler knobs from edmbench.sampling: {exc}")
+        return []
+
+
+def _read_study(table: Any, problems: list[str]) -> dict[str, Any]:
+    r = Reader(table, "study", problems)
+    r.check_keys(["name", "description", "objectives"])
+    name = r.string("name", required=True) or "unnamed"
+    if not _NAME.match(name):
+        r.fail(f"name {name!r} must be letters, digits, '_', '-', '.' (it names runs/<name>/)")
+    objectives = tuple(r.list_of("objectives", lambda v: isinstance(v, str), "strings", ["fid"]))
+    if objectives not in OBJECTIVES:
+        r.fail(f"objectives = {list(objectives)} is not valid; valid: "
+               + " or ".join(str(list(o)) for o in OBJECTIVES))
+        objectives = ("fid",)
+    return {"name": name, "description": r.string("description", default="") or "",
+            "objectives": objectives}
+
+
+def _read_fixed(table: Any, knobs: list[str], problems: list[str]) -> dict[str, Any]:
+    r = Reader(table, "fixed", problems)
+    r.check_keys(knobs)
+    return {k: v for k, v in r.table.items() if k in knobs}
+
+
+def _read_space(table: Any, knobs: list[str], fixed: dict[str, Any], problems: list[str]) -> list[ParamSpec]:
+    r = Reader(table, "space", problems)
+    r.check_keys(knobs)
+    space = []
+    for name, sub in r.table.items():
+        if name not in knobs:
+            continue
+        if name in fixed:
+            problems.append(f"[space.{name}] is also in [fixed]; a knob is either fixed or searched")
+        param = read_param(name, sub, f"space.{name}", problems)
+        if param is not None:
+            space.append(param)
+    return space
+
+
+def _read_constraints(texts: list[str], names: list[str], problems: list[str]) -> list[Constraint]:
+    constraints = []
+    for text in texts:
+        try:
+            constraints.append(parse_constraint(text, names))
+        except ValueError as exc:
+            problems.append(f"[search] {exc}")
+    return constraints
+
+
+def _check_whole(spec: StudySpec, problems: list[str], check_files: bool) -> None:
+    """Cross-section rules, and every knob value checked by ``SamplerConfig`` itself."""
+    if spec.search.sampler == "grid":
+        problems.extend(sec.grid_problems(spec.space))
+    if spec.multi_objective and spec.search.sampler == "cmaes":
+        problems.append("[search] sampler 'cmaes' is single-objective; use tpe, gp, random or grid")
+    if not spec.space and spec.search.sampler != "grid" and not spec.enqueue:
+        problems.append("[space] is empty: nothing to search (fix every knob in [fixed] and use one "
+                        "[[enqueue]] entry, or add a [space.<knob>] table)")
+    bad_rungs = [n for n in spec.metric.rungs if n >= spec.metric.num_images]
+    if bad_rungs:
+        problems.append(f"[metric] rungs {bad_rungs} must be below num_images = {spec.metric.num_images} "
+                        "(the final FID is always computed at num_images)")
+    problems.extend(sec.config_problems(spec.fixed, spec.space, spec.enqueue))
+    from edmbench.study.objective import name_problems
+
+    problems.extend(name_problems(spec, check_files=check_files))
