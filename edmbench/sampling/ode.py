@@ -44,10 +44,13 @@ def ode_derivative(denoiser: Denoiser, x: Tensor, t: float, class_labels: Tensor
 
 def start(noise: Tensor, sigmas: Tensor, schedule: Schedule = LINEAR,
           scaling: Scaling = NONE) -> tuple[Tensor, list[float]]:
-    """float64 x_0 = noise * sigma(t_0) * s(t_0) and the time steps t_i = sigma^-1(sigma_i) (t_N = 0)."""
+    """float64 x_0 = noise * sigma(t_0) * s(t_0) and the time steps t_i = sigma^-1(sigma_i), t_N = 0.
+
+    (With EDM's vp schedule on the edm range, beta_min' < 0 and sigma^-1(0) > 0; EDM still ends at t = 0.)
+    """
     if noise.ndim < 2 or not noise.is_floating_point():
         raise ValueError(f"noise must be a float tensor [B, C, H, W], got {noise.dtype} {tuple(noise.shape)}")
-    ts = [schedule.sigma_inv(s) for s in sigmas.tolist()]
+    ts = [schedule.sigma_inv(s) if s > 0 else 0.0 for s in sigmas.tolist()]  # t_N = 0 as in EDM
     return noise.to(torch.float64) * (schedule.sigma(ts[0]) * scaling(schedule, ts[0])[0]), ts
 
 

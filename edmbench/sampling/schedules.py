@@ -97,7 +97,13 @@ LINEAR, NONE = Schedule("linear"), Scaling("none")
 def vp_betas(sigma_min: float, sigma_max: float, epsilon_s: float = EPSILON_S) -> tuple[float, float]:
     """(beta_d, beta_min) of the VP curve through (epsilon_s, sigma_min) and (1, sigma_max), fact sheet §2."""
     beta_d = 2 * (math.log1p(sigma_min**2) / epsilon_s - math.log1p(sigma_max**2)) / (epsilon_s - 1)
-    return beta_d, math.log1p(sigma_max**2) - 0.5 * beta_d
+    beta_min = math.log1p(sigma_max**2) - 0.5 * beta_d
+    if not (beta_min + beta_d * epsilon_s > 0 and beta_min + beta_d > 0):  # increasing on [epsilon_s, 1]
+        raise ValueError(f"no increasing VP curve passes through (epsilon_s={epsilon_s}, "
+                         f"sigma_min={sigma_min}) and (1, sigma_max={sigma_max}) "
+                         f"(beta_d={beta_d:.4g}, beta_min={beta_min:.4g}); "
+                         "use a smaller sigma_min, a larger sigma_max or a larger epsilon_s")
+    return beta_d, beta_min
 
 
 def _fractions(num_steps: int) -> Tensor:
