@@ -58,6 +58,19 @@ def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
     return seeds
 
 
+def format_seeds(seeds: Sequence[int]) -> str:
+    """The inverse of ``parse_seeds``: ``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    parts: list[str] = []
+    seeds = list(seeds)
+    start = 0
+    for i in range(1, len(seeds) + 1):
+        if i == len(seeds) or seeds[i] != seeds[i - 1] + 1:
+            lo, hi = seeds[start], seeds[i - 1]
+            parts.append(str(lo) if lo == hi else f"{lo}-{hi}")
+            start = i
+    return ",".join(parts)
+
+
 def _class_labels(noise_source: NoiseSource, label_dim: int, class_policy, device) -> Tensor | None:
     """Draw labels as EDM does (always, for conditional models, so the noise stream never shifts),
     then apply the policy: keep ('random'), overwrite with one class (int), or drop (None)."""

@@ -80,7 +80,7 @@ def _zip_batches(path: Path, batch_size: int) -> Iterator[torch.Tensor]:
 def _array_batches(path: Path, batch_size: int) -> Iterator[torch.Tensor]:
     images = array_images(_load_array(path), str(path))
     for start in range(0, len(images), batch_size):
-        yield torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        yield torch.from_numpy(np.array(images[start:start + batch_size]))  # a writable copy
 
 
 def iter_dataset_images(path: str | os.PathLike, batch_size: int = 256) -> Iterator[torch.Tensor]:

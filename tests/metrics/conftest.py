@@ -42,3 +42,21 @@ class UInt8Dataset(torch.utils.data.Dataset):
 @pytest.fixture(scope="session")
 def as_dataset():
     return UInt8Dataset
+
+
+@pytest.fixture(scope="session")
+def gaussian():
+    """Exact Gaussian denoiser on 3x8x8 images (per-pixel means in [-0.6, 0.6], std 0.3): cheap to sample."""
+    from edmbench.denoisers.analytic import GaussianDenoiser
+
+    mean = torch.empty(3, 8, 8).uniform_(-0.6, 0.6, generator=torch.Generator().manual_seed(0))
+    return GaussianDenoiser((3, 8, 8), mean=mean, std=0.3)
+
+
+@pytest.fixture(scope="session")
+def gaussian_data(gaussian):
+    """300 data images drawn from the same Gaussian, quantised to uint8 [N, 3, 8, 8]."""
+    from edmbench.generate import quantize
+
+    noise = torch.randn(300, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return quantize(gaussian.mean + gaussian.std * noise)
