@@ -7,26 +7,41 @@ bf16 forward passes (EDM's mixed-precision scheme). Attention logits and softmax
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 INIT_MODES = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal")
+_SKIP_INIT: ContextVar[bool] = ContextVar("edmbench_skip_init", default=False)
+
+
+@contextmanager
+def skip_init() -> Iterator[None]:
+    """Build modules with uninitialised weights (they are about to be overwritten by a checkpoint)."""
+    token = _SKIP_INIT.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_INIT.reset(token)
 
 
 def weight_init(shape: Sequence[int], mode: str, fan_in: int, fan_out: int) -> Tensor:
     """Random initial weights; the four schemes EDM's backbones use (Glorot / He, uniform / normal)."""
+    if mode not in INIT_MODES:
+        raise ValueError(f"unknown init_mode {mode!r}; valid: {', '.join(INIT_MODES)}")
+    if _SKIP_INIT.get():
+        return torch.empty(*shape)
     if mode == "xavier_uniform":
         return math.sqrt(6 / (fan_in + fan_out)) * (torch.rand(*shape) * 2 - 1)
     if mode == "xavier_normal":
         return math.sqrt(2 / (fan_in + fan_out)) * torch.randn(*shape)
     if mode == "kaiming_uniform":
         return math.sqrt(3 / fan_in) * (torch.rand(*shape) * 2 - 1)
-    if mode == "kaiming_normal":
-        return math.sqrt(1 / fan_in) * torch.randn(*shape)
-    raise ValueError(f"unknown init_mode {mode!r}; valid: {', '.join(INIT_MODES)}")
+    return math.sqrt(1 / fan_in) * torch.randn(*shape)  # kaiming_normal
 
 
 class Linear(nn.Module):
@@ -170,7 +185,8 @@ class FourierEmbedding(nn.Module):
 
     def __init__(self, num_channels: int, scale: float = 16) -> None:
         super().__init__()
-        self.register_buffer("freqs", torch.randn(num_channels // 2) * scale)
+        freqs = torch.empty(num_channels // 2) if _SKIP_INIT.get() else torch.randn(num_channels // 2)
+        self.register_buffer("freqs", freqs * scale)
 
     def forward(self, x: Tensor) -> Tensor:
         x = torch.outer(x, (2 * math.pi * self.freqs).to(x.dtype))

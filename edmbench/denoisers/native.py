@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from edmbench.denoisers.layers import skip_init
 from edmbench.denoisers.precond import Precond, build_precond
 
 FORMAT = "edmbench-native"
@@ -82,20 +83,20 @@ def load_native(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
 def instantiate(
     class_name: str, init_kwargs: dict[str, Any], state: dict[str, Tensor], device: str | torch.device = "cpu"
 ) -> Precond:
-    """Build a preconditioner on the meta device and load ``state`` into it strictly (float32, eval mode).
+    """Build a preconditioner (weights left uninitialised) and load ``state`` into it strictly, as float32.
 
-    Missing, unexpected or wrongly shaped entries raise ``CheckpointError`` naming them.
+    Missing, unexpected or wrongly shaped entries raise ``CheckpointError`` naming them. Returns the network
+    in eval mode with gradients off.
     """
-    with torch.device("meta"):
+    with torch.device(device), skip_init():
         model = build_precond(class_name, dict(init_kwargs))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{class_name} state dict does not match its config: missing {missing[:8]}"
-            f"{' ...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}"
-            f"{' ...' if len(unexpected) > 8 else ''}"
+            f"{class_name} state dict does not match its config: missing {_few(missing)}, "
+            f"unexpected {_few(unexpected)}"
         )
     bad = [k for k, v in expected.items() if tuple(v.shape) != tuple(state[k].shape)]
     if bad:
@@ -104,10 +105,9 @@ def instantiate(
             f"{class_name}: {len(bad)} tensors have the wrong shape, e.g. {k} is "
             f"{tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
         )
-    state = {k: _as_float32(v).to(device) for k, v in state.items()}
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.eval().requires_grad_(False)
+    model.load_state_dict(state, strict=True)  # copies (and casts to float32) into the module's tensors
+    return model.to(device).eval().requires_grad_(False)
 
 
-def _as_float32(t: Tensor) -> Tensor:
-    return t.to(torch.float32) if t.is_floating_point() else t
+def _few(keys: list[str], n: int = 8) -> str:
+    return str(keys[:n])[:-1] + (", ...]" if len(keys) > n else "]")

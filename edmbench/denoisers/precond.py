@@ -210,15 +210,15 @@ class VEPrecond(Precond):
         return 1.0, sigma, torch.ones_like(sigma), (0.5 * sigma).log()
 
 
-def iddpm_u_table(M: int, C_1: float, C_2: float) -> Tensor:
-    """iDDPM's discrete noise levels u_0 > ... > u_M = 0 (EDM Table 1, cosine schedule), float32 as EDM.
+def iddpm_u_table(M: int, C_1: float, C_2: float, dtype: torch.dtype = torch.float32) -> Tensor:
+    """iDDPM's discrete noise levels u_0 > ... > u_M = 0 (EDM Table 1, cosine schedule); float32 as EDM.
 
     u_{j-1} = sqrt((u_j^2 + 1) / max(alpha_bar(j-1) / alpha_bar(j), C_1) - 1), alpha_bar(j) =
     sin^2(pi j / (2 M (C_2 + 1))).
     """
-    j = torch.arange(M + 1, device="cpu")
+    j = torch.arange(M + 1, device="cpu", dtype=dtype)
     alpha_bar = (0.5 * math.pi * j / M / (C_2 + 1)).sin() ** 2
-    u = torch.zeros(M + 1, device="cpu")
+    u = torch.zeros(M + 1, device="cpu", dtype=dtype)
     for i in range(M, 0, -1):
         u[i - 1] = ((u[i] ** 2 + 1) / (alpha_bar[i - 1] / alpha_bar[i]).clip(min=C_1) - 1).sqrt()
     return u
