@@ -69,3 +69,17 @@ def to_grey(x: Tensor) -> Tensor:
 
 
 register_extractor(EXTRACTOR_NAME, DigitsClassifierExtractor)  # no-op when already registered
+
+
+def reference_stats(images: Tensor, extractor: torch.nn.Module | None = None, provenance: dict | None = None,
+                    keep_features: bool = True):
+    """FID-digits ``ReferenceStats`` (float64 mu, sigma; feature rows kept for KID/PR) of uint8 images."""
+    from edmbench.metrics.features import extract_features, get_extractor
+    from edmbench.metrics.stats import ReferenceStats, StreamingStats
+
+    extractor = extractor or get_extractor(EXTRACTOR_NAME)
+    features = torch.cat([extract_features(extractor, batch) for batch in images.split(512)])
+    stats = StreamingStats().update(features)
+    rows = features.numpy() if keep_features else None
+    return ReferenceStats(stats.mean, stats.cov, n=stats.n, features=rows, provenance=dict(provenance or {}))
+
