@@ -78,19 +78,16 @@ def dpmpp_2m(denoiser: Denoiser, noise: Tensor, sigmas: Tensor, *, noise_source:
 
 
 def ab_weights(nodes: list[float]) -> list[float]:
-    """Adams-Bashforth weights: w_j = integral over [0, 1] of the Lagrange basis polynomial of node j.
+    """Adams-Bashforth weights: sum_j w_j p(tau_j) = integral of p over [0, 1] for every polynomial p of
+    degree < len(nodes) (i.e. the integrals of the Lagrange basis polynomials).
 
     ``nodes`` are past times in units of the step, tau_j = (t_{i-j} - t_i) / h (tau_0 = 0); uniform steps
     (0, -1, -2, -3) give the classic coefficients ``AB_COEFFS``.
     """
-    weights = []
-    for j, tau_j in enumerate(nodes):
-        others = [tau for m, tau in enumerate(nodes) if m != j]
-        basis = np.polynomial.Polynomial.fromroots(others) if others else np.polynomial.Polynomial([1.0])
-        basis = basis / math.prod(tau_j - tau for tau in others)
-        antiderivative = basis.integ()
-        weights.append(float(antiderivative(1.0) - antiderivative(0.0)))
-    return weights
+    k = len(nodes)
+    vandermonde = np.array([[tau**m for tau in nodes] for m in range(k)], dtype=np.float64)
+    moments = np.array([1 / (m + 1) for m in range(k)])  # integral of tau^m over [0, 1]
+    return np.linalg.solve(vandermonde, moments).tolist()
 
 
 def _adams_bashforth(denoiser: Denoiser, noise: Tensor, sigmas: Tensor, class_labels: Tensor | None,
