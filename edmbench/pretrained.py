@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
+import http.client
 import json
 import os
 import tomllib
@@ -107,57 +108,72 @@ def _hash_record(target: Path) -> Path:
 def fetch(url: str, sha256: str | None = None, directory: Path | None = None, progress: bool = True) -> Path:
     """Return the cached copy of ``url``, downloading it first if needed; verify its sha256.
 
-    The expected hash is ``sha256`` if given, else the one recorded next to the file at first download.
-    A mismatch raises ``ChecksumError`` and the file is not used.
+    The expected hash is ``sha256`` (the manifest's) if given, else the one recorded next to the file at
+    first download (``<file>.sha256.json``). A mismatch raises ``ChecksumError``; a freshly downloaded
+    file that fails the check is deleted, a cached one is left for the user to inspect.
     """
     target = cached_path(url, directory)
-    if not target.exists():
-        _download(url, target, progress)
-    actual = sha256_file(target)
     record = _hash_record(target)
-    recorded = json.loads(record.read_text())["sha256"] if record.exists() else None
-    expected = sha256 or recorded
-    if expected is not None and actual != expected.lower():
-        raise ChecksumError(
-            f"sha256 mismatch for {target}: expected {expected}, got {actual} "
-            f"({'manifest' if sha256 else 'recorded at first download'}); delete the file to "
-            f"download it again, or replace it with the right one"
+    if target.exists():
+        recorded = json.loads(record.read_text())["sha256"] if record.exists() else None
+        actual = sha256_file(target)
+        _check_hash(
+            target, actual, sha256 or recorded, "manifest" if sha256 else "recorded at first download"
         )
-    if recorded is None:
+    else:
+        actual = _download(url, target, progress, expected=sha256)
+    if not record.exists():
         record.write_text(json.dumps({"url": url, "sha256": actual}, indent=1) + "\n")
     return target
 
 
-def _download(url: str, target: Path, progress: bool, timeout: float = 30) -> None:
-    """Stream ``url`` into ``<target>.part`` with a progress bar, then rename (a killed run leaves .part)."""
+def _check_hash(path: Path, actual: str, expected: str | None, origin: str) -> None:
+    if expected is not None and actual != expected.lower():
+        raise ChecksumError(
+            f"sha256 mismatch for {path}: expected {expected} ({origin}), got {actual}; refusing to use it. "
+            f"Delete the file to download it again, or replace it with the right one"
+        )
+
+
+def _download(
+    url: str, target: Path, progress: bool, expected: str | None = None, timeout: float = 30
+) -> str:
+    """Stream ``url`` into ``<target>.part`` with a progress bar, check the sha256, then rename into place.
+
+    A killed download leaves only ``.part``, which is never taken for a complete file. Returns the sha256.
+    """
     from tqdm.auto import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
+    digest = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
+                    digest.update(chunk)
                     bar.update(len(chunk))
             if total is not None and out.tell() != total:
                 raise DownloadError(f"download of {url} stopped at {out.tell()} of {total} bytes")
-    except (urllib.error.URLError, OSError) as exc:
+        _check_hash(target, digest.hexdigest(), expected, "manifest")
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ChecksumError) as exc:
         part.unlink(missing_ok=True)
-        if isinstance(exc, DownloadError):
+        if isinstance(exc, DownloadError | ChecksumError):
             raise
         raise DownloadError(
-            f"cannot download {url} ({exc}). If this machine is offline, download the file "
-            f"elsewhere and place it at {target} (the cache is set by ${CACHE_ENV})"
+            f"cannot download {url} ({type(exc).__name__}: {exc}). If this machine is offline, download "
+            f"the file elsewhere and place it at {target} (the cache directory is set by ${CACHE_ENV})"
         ) from exc
     os.replace(part, target)
+    return digest.hexdigest()
 
 
 def resolve(name_or_path_or_url: str | os.PathLike) -> tuple[Path, str | None]:
     """Local file for a manifest name, a path or a URL, and its format if the manifest states it."""
     text = str(name_or_path_or_url)
-    manifest = read_manifest()
+    manifest = read_manifest() if MANIFEST_PATH.exists() else {}
     if text in manifest:
         entry = manifest[text]
         if entry.url is not None:
@@ -175,6 +191,8 @@ def resolve(name_or_path_or_url: str | os.PathLike) -> tuple[Path, str | None]:
         return path, None
     close = difflib.get_close_matches(text, list(manifest), n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else f" Manifest names: {', '.join(manifest)}"
+    if not manifest:
+        hint = f" (no manifest found at {MANIFEST_PATH})"
     raise FileNotFoundError(f"{text!r} is neither a manifest name, an existing file nor a URL.{hint}")
 
 
