@@ -41,9 +41,10 @@ def solver_params(config: SamplerConfig, denoiser: Denoiser | None = None) -> di
     """The keyword arguments ``config`` passes to its registered solver function (beyond the common ones)."""
     params: dict[str, Any] = {}
     for name in config.info.params:
-        if name == "schedule":
-            betas = vp_betas(*_range(config, denoiser), config.epsilon_s)
-            params[name] = Schedule(config.schedule, *betas)
+        if name == "schedule" and config.schedule == "vp":
+            params[name] = Schedule("vp", *vp_betas(*_range(config, denoiser), config.epsilon_s))
+        elif name == "schedule":
+            params[name] = Schedule(config.schedule)
         elif name == "scaling":
             params[name] = Scaling(config.scaling)
         elif name == "order":

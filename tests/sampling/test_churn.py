@@ -1,0 +1,152 @@
+"""EDM Algorithm 2 churn: bit-identity with the deterministic sampler, gamma, windows, streams, seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from edmbench.sampling import Churn, NoiseSource, SamplerConfig, churn_step, get_sampler, sample
+from edmbench.sampling.schedules import LINEAR, NONE, Scaling, Schedule, make_sigmas
+
+SEEDS = list(range(6))
+
+
+def algorithm_1(denoiser, latents, sigmas, second_order=True):
+    """EDM Algorithm 1 with sigma(t) = t, s(t) = 1, written out plainly (float64, 0-dim sigma tensors)."""
+    x = latents.to(torch.float64) * sigmas[0]
+    for i in range(len(sigmas) - 1):
+        t, t_next = sigmas[i], sigmas[i + 1]
+        d = (x - denoiser(x, t).to(torch.float64)) / t
+        x_next = x + (t_next - t) * d
+        if second_order and i < len(sigmas) - 2:
+            d_prime = (x_next - denoiser(x_next, t_next).to(torch.float64)) / t_next
+            x_next = x + (t_next - t) * (0.5 * d + 0.5 * d_prime)
+        x = x_next
+    return x
+
+
+class RecordingNoise(NoiseSource):
+    """A NoiseSource that keeps every per-step draw."""
+
+    def __init__(self, seeds):
+        super().__init__(seeds)
+        self.draws: list[torch.Tensor] = []
+
+    def randn_like(self, x):
+        eps = super().randn_like(x)
+        self.draws.append(eps)
+        return eps
+
+
+def run(denoiser, config, seeds=SEEDS, source=NoiseSource):
+    ns = source(seeds)
+    return sample(denoiser, config, ns.latents(denoiser.image_shape), noise_source=ns), ns
+
+
+@pytest.mark.parametrize("name", ["euler", "heun"])
+def test_zero_churn_and_empty_window_are_bit_identical_to_algorithm_1(gmm32, name):
+    latents = NoiseSource(SEEDS).latents(gmm32.image_shape)
+    sigmas = make_sigmas("edm", 18, 0.002, 80.0)
+    expected = algorithm_1(gmm32, latents, sigmas, second_order=name == "heun")
+    plain, _ = run(gmm32, SamplerConfig(sampler=name))
+    no_churn, _ = run(gmm32, SamplerConfig(sampler=name, s_churn=0.0, s_tmin=0.05, s_tmax=50, s_noise=1.007))
+    empty, ns = run(gmm32, SamplerConfig(sampler=name, s_churn=40.0, s_tmin=100.0, s_tmax=200.0),
+                    source=RecordingNoise)
+    for result in (plain, no_churn, empty):
+        assert torch.equal(result.x, expected)
+    assert len(ns.draws) == 18  # an active churn draws on every step, even where gamma = 0
+
+
+def test_churn_changes_output_and_seeds_reproduce(gmm32):
+    config = SamplerConfig(s_churn=40.0, s_tmin=0.05, s_tmax=50.0, s_noise=1.003)
+    a, _ = run(gmm32, config)
+    b, _ = run(gmm32, config)
+    deterministic, _ = run(gmm32, SamplerConfig())
+    assert torch.equal(a.x, b.x)  # same seeds reproduce
+    assert not torch.equal(a.x, deterministic.x)
+    other, _ = run(gmm32, config, seeds=[s + 100 for s in SEEDS])
+    assert (other.x - a.x).abs().amax(dim=(1, 2, 3)).min() > 0  # different seeds differ, image by image
+
+
+def test_noise_streams_stay_aligned_across_windows(gmm32):
+    draws = []
+    for window in [(0.0, math.inf), (0.5, 5.0), (1e3, 2e3)]:
+        config = SamplerConfig(s_churn=30.0, s_tmin=window[0], s_tmax=window[1])
+        _, ns = run(gmm32, config, source=RecordingNoise)
+        draws.append(ns.draws)
+    for other in draws[1:]:
+        assert len(other) == len(draws[0]) == 18
+        assert all(torch.equal(a, b) for a, b in zip(draws[0], other, strict=True))
+
+
+def test_gamma_values_cap_and_inclusive_window():
+    # edm-facts.md §9.6: S_churn 40 / 80 with N = 256 -> gamma 0.15625 / 0.3125; cap sqrt(2) - 1.
+    assert Churn(40.0).gamma(1.0, 256) == pytest.approx(0.15625, rel=1e-15)
+    assert Churn(80.0).gamma(1.0, 256) == pytest.approx(0.3125, rel=1e-15)
+    assert Churn(1000.0).gamma(1.0, 10) == pytest.approx(math.sqrt(2) - 1, rel=1e-15)
+    window = Churn(1.0, s_tmin=1.0, s_tmax=2.0)
+    assert window.gamma(1.0, 10) == window.gamma(2.0, 10) == 0.1  # inclusive bounds
+    assert window.gamma(math.nextafter(2.0, 3.0), 10) == 0 and window.gamma(math.nextafter(1.0, 0.0), 10) == 0
+
+
+def test_imagenet_window_churns_steps_22_to_212():
+    # edm-facts.md §9.7: N = 256, S_min 0.05, S_max 50 -> 191 churned steps, indices 22..212.
+    sigmas = make_sigmas("edm", 256, 0.002, 80.0)[:-1]
+    churn = Churn(40.0, s_tmin=0.05, s_tmax=50.0)
+    churned = [i for i, s in enumerate(sigmas.tolist()) if churn.gamma(s, 256) > 0]
+    assert len(churned) == 191 and churned[0] == 22 and churned[-1] == 212
+
+
+def test_capped_churn_step_doubles_the_variance():
+    x = torch.zeros(2, 1, 1, 3, dtype=torch.float64)
+    ns = RecordingNoise([0, 1])
+    x_hat, t_hat = churn_step(x, 3.0, Churn(1e6, s_noise=1.0), 10, noise_source=ns,
+                              round_sigma=lambda s: s)
+    # gamma = sqrt(2) - 1: t_hat = sqrt(2) t and the injected std equals t (§1 "The churn cap").
+    assert t_hat == pytest.approx(math.sqrt(2) * 3.0, rel=1e-15)
+    torch.testing.assert_close(x_hat, 3.0 * ns.draws[0], rtol=1e-14, atol=0)
+
+
+def test_churn_step_rounds_and_scales_in_the_general_form():
+    sched, scaling = Schedule("vp"), Scaling("vp")
+    x = torch.ones(1, 1, 1, 2, dtype=torch.float64)
+    ns = RecordingNoise([3])
+
+    def round_sigma(s):
+        return torch.round(s * 10) / 10
+
+    t = sched.sigma_inv(2.0)
+    x_hat, t_hat = churn_step(x, t, Churn(2.0, s_noise=1.01), 10, noise_source=ns, round_sigma=round_sigma,
+                              schedule=sched, scaling=scaling)
+    # gamma = 0.2: sigma_hat = round(2.4) = 2.4; t_hat = sigma^-1(2.4); s(t) = 1/sqrt(1 + sigma^2).
+    assert sched.sigma(t_hat) == pytest.approx(2.4, rel=1e-12)
+    s, s_hat = 1 / math.sqrt(5.0), 1 / math.sqrt(1 + 2.4**2)
+    want = (s_hat / s) * x + math.sqrt(2.4**2 - 4.0) * s_hat * 1.01 * ns.draws[0]
+    torch.testing.assert_close(x_hat, want, rtol=1e-12, atol=1e-14)
+
+
+def test_inactive_churn_draws_nothing():
+    ns = RecordingNoise([0])
+    x = torch.ones(1, 1, 1, 1, dtype=torch.float64)
+    assert churn_step(x, 1.0, Churn(), 5, noise_source=ns, round_sigma=lambda s: s, schedule=LINEAR,
+                      scaling=NONE) == (x, 1.0)
+    assert ns.draws == []
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpm_2"])
+def test_every_churn_sampler_uses_the_helper(gmm32, name, monkeypatch):
+    import edmbench.sampling.churn as churn_module
+
+    calls = []
+    original = churn_module.churn_step
+
+    def spy(*args, **kwargs):
+        calls.append(args[1])
+        return original(*args, **kwargs)
+
+    module = get_sampler(name).fn.__module__
+    monkeypatch.setattr(f"{module}.churn_step", spy)
+    run(gmm32, SamplerConfig(sampler=name, num_steps=7, s_churn=5.0))
+    assert len(calls) == 7
