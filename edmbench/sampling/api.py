@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from edmbench.denoisers.base import CountingDenoiser, Denoiser
@@ -65,8 +66,9 @@ def sample(denoiser: Denoiser, config: SamplerConfig, noise: Tensor, *, noise_so
         raise ValueError(f"noise has {noise.shape[0]} samples but noise_source has {len(noise_source)} seeds")
     sigmas = sigmas_for(config, denoiser)
     counter = CountingDenoiser(denoiser)
-    x = config.info.fn(counter, noise, sigmas, noise_source=noise_source, class_labels=class_labels,
-                       churn=config.churn, callback=callback, **solver_params(config, denoiser))
+    with torch.no_grad():  # sampling never needs gradients; networks would otherwise build graphs
+        x = config.info.fn(counter, noise, sigmas, noise_source=noise_source, class_labels=class_labels,
+                           churn=config.churn, callback=callback, **solver_params(config, denoiser))
     if counter.calls != config.nfe:
         raise RuntimeError(f"sampler {config.sampler!r} made {counter.calls} denoiser calls, but its "
                            f"registry formula gives nfe={config.nfe} for num_steps={config.num_steps}")
