@@ -116,7 +116,7 @@ def train(recipe: Recipe, log=print) -> tuple[nn.Module, dict]:
     net = build_network(recipe).train()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8)
-    start, running, last_logged, history = time.time(), 0.0, 0, []
+    start, cpu_start, running, last_logged, history = time.time(), time.process_time(), 0.0, 0, []
     for it in range(1, recipe.iterations + 1):
         idx = torch.randint(len(data), (recipe.batch_size,), generator=gen)
         loss = edm_loss(net, data.images[idx], None if labels_all is None else labels_all[idx], recipe, gen)
@@ -134,7 +134,8 @@ def train(recipe: Recipe, log=print) -> tuple[nn.Module, dict]:
             history.append(row)
             running, last_logged = 0.0, it
             log(json.dumps(row))
-    record = {"wall_s": round(time.time() - start, 1), "history": history}
+    record = {"wall_s": round(time.time() - start, 1), "cpu_s": round(time.process_time() - cpu_start, 1),
+              "history": history}
     return ema, record
 
 
@@ -153,6 +154,7 @@ def provenance(recipe: Recipe, record: dict, num_params: int) -> dict:
     return {
         "dataset": "sklearn.datasets.load_digits (train split)", "split_seed": SPLIT_SEED,
         "recipe": asdict(recipe), "iterations": recipe.iterations, "wall_s": record["wall_s"],
+        "cpu_s": record.get("cpu_s"),
         "threads": torch.get_num_threads(), "num_params": num_params, "history": record["history"],
         "torch": torch.__version__, "git_commit": git_commit(), "weights": "EMA",
         "command": f"python -m edmbench.digits.train --variant {recipe.variant}",
