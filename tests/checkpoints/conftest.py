@@ -229,3 +229,12 @@ def kit() -> types.SimpleNamespace:
         pickle_globals=pickle_globals,
         MODULE_SRC_TEMPLATE=MODULE_SRC_TEMPLATE,
     )
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run faster on one thread, and the shared CI machine has two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
