@@ -40,12 +40,19 @@ class ImageBatch:
     nfe: int
 
 
-def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
-    """EDM's seed syntax: ``"0-63"`` (inclusive), ``"1,2,5-10"``; ints and int lists pass through."""
+def parse_seeds(text: str | int | Iterable[int]) -> Sequence[int]:
+    """EDM's seed syntax: ``"0-63"`` (inclusive), ``"1,2,5-10"``; ints and int lists pass through.
+
+    A single range (``"0-49999"`` or a ``range``) stays a ``range``, so 50k seeds cost no memory."""
     if isinstance(text, int):
         return [text]
+    if isinstance(text, range):
+        return text
     if not isinstance(text, str):
         return [int(s) for s in text]
+    single = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
+    if single and int(single[2]) >= int(single[1]):
+        return range(int(single[1]), int(single[2]) + 1)
     seeds: list[int] = []
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
@@ -60,6 +67,8 @@ def parse_seeds(text: str | int | Iterable[int]) -> list[int]:
 
 def format_seeds(seeds: Sequence[int]) -> str:
     """The inverse of ``parse_seeds``: ``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
+    if isinstance(seeds, range) and seeds.step == 1 and len(seeds) > 1:
+        return f"{seeds.start}-{seeds.stop - 1}"
     parts: list[str] = []
     seeds = list(seeds)
     start = 0
@@ -111,7 +120,7 @@ def generate_images(denoiser, config, seeds: Sequence[int], *, batch_size: int =
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_policy(class_policy, denoiser.label_dim)
     for start in range(0, len(seeds), batch_size):
-        chunk = seeds[start:start + batch_size]
+        chunk = list(seeds[start:start + batch_size])
         noise_source = NoiseSource(chunk, device=noise_device)
         noise = noise_source.latents(denoiser.image_shape, device=device)
         labels = _class_labels(noise_source, denoiser.label_dim, class_policy, device)

@@ -28,6 +28,7 @@ from edmbench.metrics.kid_pr import FeatureReservoir, KIDPROptions, kid_pr_metri
 from edmbench.metrics.stats import ReferenceStats, StreamingStats
 
 UNCERTAINTY_METHODS = ("jackknife", None)
+FLUSH_ROWS = 1024  # feature rows buffered before they are folded into the group statistics
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -92,19 +93,33 @@ class FIDStream:
         self.groups = [StreamingStats() for _ in range(groups)]
         self.kid_pr = kid_pr or KIDPROptions()
         self.reservoir = FeatureReservoir(self.kid_pr.max_rows) if self.kid_pr.any else None
-        self.n = 0
+        self.n = 0  # rows seen
+        self._flushed = 0  # rows already folded into the group statistics
+        self._buffer: list[np.ndarray] = []
 
     def update(self, features: torch.Tensor | np.ndarray) -> None:
+        """Add feature rows ``[B, D]``. Rows are buffered (at most ``FLUSH_ROWS``) and folded into the
+        group statistics in blocks, so per-batch cost does not grow with the number of groups."""
         rows = np.asarray(features.cpu() if hasattr(features, "cpu") else features, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != self.reference.dim:
             raise ValueError(f"features have shape {rows.shape}, but the reference statistics have "
                              f"dimension {self.reference.dim} (different extractor?)")
-        k = len(self.groups)
-        for g, stats in enumerate(self.groups):
-            stats.update(rows[(g - self.n) % k :: k])
+        self._buffer.append(rows)
         if self.reservoir is not None:
             self.reservoir.update(features)
         self.n += rows.shape[0]
+        if self.n - self._flushed >= FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        rows = np.concatenate(self._buffer)
+        k = len(self.groups)
+        for g, stats in enumerate(self.groups):
+            stats.update(rows[(g - self._flushed) % k :: k])  # global row i goes to group i mod k
+        self._flushed += rows.shape[0]
+        self._buffer = []
 
     def _merged(self, skip: int | None = None) -> StreamingStats:
         total = StreamingStats()
@@ -115,6 +130,7 @@ class FIDStream:
 
     def result(self) -> RungResult:
         """FID of everything seen so far, with the jackknife error bar when ``groups`` > 1."""
+        self._flush()
         fid = fid_from_stats(self._merged(), self.reference)
         out = RungResult(n=self.n, fid=fid)
         if len(self.groups) > 1 and min(s.n for s in self.groups) > 0:

@@ -7,7 +7,15 @@ from PIL import Image
 
 from edmbench.denoisers.analytic import GaussianMixtureDenoiser
 from edmbench.denoisers.base import CountingDenoiser
-from edmbench.generate import ImageBatch, generate_images, parse_seeds, png_path, quantize, save_png
+from edmbench.generate import (
+    ImageBatch,
+    format_seeds,
+    generate_images,
+    parse_seeds,
+    png_path,
+    quantize,
+    save_png,
+)
 from edmbench.sampling import SamplerConfig, sample
 from edmbench.sampling.noise import NoiseSource
 
@@ -34,9 +42,11 @@ def test_quantize_is_edm_formula():
 
 
 def test_parse_seeds_like_edm():
-    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert list(parse_seeds("0-3")) == [0, 1, 2, 3] and isinstance(parse_seeds("0-49999"), range)
     assert parse_seeds("1,2,5-7") == [1, 2, 5, 6, 7]
-    assert parse_seeds(range(3)) == [0, 1, 2] and parse_seeds(4) == [4]
+    assert list(parse_seeds(range(3))) == [0, 1, 2] and parse_seeds(4) == [4]
+    assert format_seeds(parse_seeds("0-49999")) == "0-49999"
+    assert format_seeds([1, 2, 5, 6, 7, 9]) == "1-2,5-7,9"
     for bad in ("3-1", "a-b", "1,,2"):
         with pytest.raises(ValueError, match="seed range"):
             parse_seeds(bad)
