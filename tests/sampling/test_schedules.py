@@ -182,3 +182,19 @@ def test_vp_range_without_increasing_curve_is_refused():
 
 def test_vp_sigma_matches_fact_sheet():
     assert vp_sigma(1e-5) == pytest.approx(0.00100049762665, rel=1e-10)  # §9.9
+
+
+def test_edm_schedule_rounded_to_the_iddpm_table():
+    """§9.11: edm_sampler on an iDDPM net (N = 18) rounds to u-indices [8, 11, ..., 999]."""
+    u = iddpm_table()
+
+    class NearestU:
+        sigma_min, sigma_max, image_shape, label_dim = u[999].item(), u[0].item(), (1, 1, 2), 0
+
+        def round_sigma(self, sigma):
+            sigma = torch.as_tensor(sigma, dtype=torch.float64)
+            return u[(sigma.reshape(-1, 1) - u.reshape(1, -1)).abs().argmin(1)].reshape(sigma.shape)
+
+    sigmas = sigmas_for(SamplerConfig(), NearestU())
+    indices = [int((u - s).abs().argmin()) for s in sigmas[:-1]]
+    assert indices == [8, 11, 15, 21, 31, 45, 67, 101, 157, 247, 384, 561, 735, 861, 937, 976, 993, 999]
