@@ -49,7 +49,8 @@ def solver_params(config: SamplerConfig, denoiser: Denoiser | None = None) -> di
         elif name == "scaling":
             params[name] = Scaling(config.scaling)
         elif name == "order":
-            params[name] = config.solver_order()
+            if config.order is not None:  # None: the solver's own default order
+                params[name] = config.order
         else:
             params[name] = getattr(config, name)
     return params

@@ -12,7 +12,6 @@ from edmbench.sampling._names import check_name
 from edmbench.sampling.churn import Churn
 from edmbench.sampling.registry import SamplerInfo, get_sampler, sampler_names
 from edmbench.sampling.schedules import DISCRETIZATIONS, EPSILON_S, SCALINGS, SCHEDULES
-from edmbench.sampling.solvers import AB_COEFFS, IPNDM_MAX_ORDER
 
 _CHURN_FIELDS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
 _SOLVER_FIELDS = ("schedule", "scaling", "alpha", "order", "eta")
@@ -40,7 +39,7 @@ class SamplerConfig:
     s_tmax: float = math.inf
     s_noise: float = 1.0
     alpha: float = 1.0  # heun's generalised 2nd-order point, (0, 1]
-    order: int | None = None  # ipndm: 1..4, None = 4
+    order: int | None = None  # ipndm/ipndm_v: 1..4 (None = 4); unipc: 1..3 (None = 2)
     eta: float = 1.0  # euler_ancestral noise fraction, [0, 1]
     epsilon_s: float = EPSILON_S  # VP end time, used when discretization or schedule is vp
 
@@ -72,8 +71,11 @@ class SamplerConfig:
             raise ValueError(f"rho must be a finite number > 0, got {self.rho}")
         if not (0 < self.alpha <= 1):
             raise ValueError(f"alpha must be in (0, 1] (1 = Heun, 0.5 = midpoint), got {self.alpha}")
-        if self.order is not None and self.order not in AB_COEFFS:
-            raise ValueError(f"order must be None or one of {sorted(AB_COEFFS)}, got {self.order!r}")
+        orders = self.info.orders
+        bad_type = isinstance(self.order, bool) or not isinstance(self.order, int)
+        if self.order is not None and orders and (bad_type or self.order not in orders):
+            raise ValueError(f"order for sampler {self.sampler!r} must be None or one of {list(orders)}, "
+                             f"got {self.order!r}")
         if not (0 <= self.eta <= 1):
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
         if not (0 < self.epsilon_s < 1):
@@ -106,9 +108,6 @@ class SamplerConfig:
     def nfe(self) -> int:
         """Denoiser evaluations per sample, from the registry formula (final step to sigma = 0)."""
         return self.info.nfe(self.num_steps)
-
-    def solver_order(self) -> int:
-        return IPNDM_MAX_ORDER if self.order is None else self.order
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

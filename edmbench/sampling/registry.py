@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edmbench.sampling import ode, solvers
+from edmbench.sampling import ode, solvers, unipc
 from edmbench.sampling._names import unknown_name_message
 
 
@@ -21,7 +21,8 @@ class SamplerInfo:
 
     ``order``: convergence order of the deterministic solver; ``nfe(num_steps)``: denoiser evaluations
     per sample; ``stochastic``: can inject noise; ``churn``: accepts EDM's churn knobs
-    (s_churn, s_tmin, s_tmax, s_noise); ``params``: the other SamplerConfig fields it reads.
+    (s_churn, s_tmin, s_tmax, s_noise); ``params``: the other SamplerConfig fields it reads; ``orders``: the
+    valid values of its ``order`` knob (``order`` above is for the solver's default).
     """
 
     name: str
@@ -32,6 +33,7 @@ class SamplerInfo:
     churn: bool
     params: tuple[str, ...]
     description: str
+    orders: tuple[int, ...] = ()
 
 
 def _n(num_steps: int) -> int:
@@ -52,9 +54,14 @@ _REGISTRY: dict[str, SamplerInfo] = {info.name: info for info in (
     SamplerInfo("dpmpp_2m", solvers.dpmpp_2m, 2, _n, False, False, (),
                 "DPM-Solver++(2M): 2nd-order multistep in data prediction (Lu et al. 2022b)"),
     SamplerInfo("ipndm", solvers.ipndm, 4, _n, False, False, ("order",),
-                "iPNDM: fixed Adams-Bashforth weights up to 4th order, lower-order start (Zhang & Chen)"),
+                "iPNDM: fixed Adams-Bashforth weights up to 4th order, lower-order start (Zhang & Chen)",
+                orders=(1, 2, 3, 4)),
     SamplerInfo("ipndm_v", solvers.ipndm_v, 4, _n, False, False, ("order",),
-                "iPNDM with variable-step Adams-Bashforth weights (order up to 4 on any grid)"),
+                "iPNDM with variable-step Adams-Bashforth weights (order up to 4 on any grid)",
+                orders=(1, 2, 3, 4)),
+    SamplerInfo("unipc", unipc.unipc, 3, _n, False, False, ("order",),
+                "UniPC-p (B2): order-p multistep predictor, free corrector, order p + 1 (default p = 2)",
+                orders=unipc.UNIPC_ORDERS),
     SamplerInfo("euler_ancestral", solvers.euler_ancestral, 1, _n, True, False, ("eta",),
                 "Euler-ancestral: Euler to sigma_down, then fresh noise up to sigma_next (eta scales it)"),
 )}

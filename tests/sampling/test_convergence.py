@@ -70,7 +70,8 @@ class LaggedSigma:
 
 # (name, solver params, expected order, band for every doubling). Measured here for N = 32 -> 64 -> 128:
 # euler 1.06/1.03, heun 2.08/2.04, heun alpha=1/2 2.06/2.03, dpm_2 2.08/2.04, dpmpp_2m 2.10/2.05,
-# ipndm_v order 2: 1.97/1.98, order 3: 2.84/2.88, order 4: 3.55/3.27.
+# ipndm_v order 2: 1.97/1.98, order 3: 2.84/2.88, order 4: 3.55/3.27; unipc (predictor order p,
+# corrected order p + 1) p = 1: 2.04/2.02, p = 2: 3.00/3.01, p = 3: 3.75/3.60.
 # (The lower-order warm start of iPNDM adds a one-off O(h^2) local error, so for N -> inf its order tends to
 # 2: measured 2.7 at 256 -> 512. At practical N on EDM's grid the first steps are at large sigma, where the
 # flow is nearly linear, and the higher order shows.) iPNDM's *fixed* weights are 2nd order on this
@@ -85,6 +86,9 @@ CASES = [
     ("ipndm_v", {"order": 2}, 2.0, (1.8, 2.5)),
     ("ipndm_v", {"order": 3}, 3.0, (2.5, 3.5)),
     ("ipndm_v", {"order": 4}, 4.0, (3.0, 4.5)),
+    ("unipc", {"order": 1}, 2.0, (1.8, 2.5)),
+    ("unipc", {"order": 2}, 3.0, (2.6, 3.5)),
+    ("unipc", {"order": 3}, 4.0, (3.0, 4.5)),
 ]
 
 

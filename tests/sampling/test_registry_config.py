@@ -15,7 +15,8 @@ from edmbench.sampling import NoiseSource, SamplerConfig, get_sampler, sample, s
 
 def test_registry_entries():
     names = sampler_names()
-    assert {"euler", "heun", "dpm_2", "dpmpp_2m", "ipndm", "ipndm_v", "euler_ancestral"} <= set(names)
+    expected = {"euler", "heun", "dpm_2", "dpmpp_2m", "ipndm", "ipndm_v", "unipc", "euler_ancestral"}
+    assert expected <= set(names)
     for name in names:
         info = get_sampler(name)
         assert info.name == name and callable(info.fn) and info.order >= 1
@@ -83,7 +84,9 @@ def test_sample_refuses_a_solver_that_miscounts(monkeypatch):
     ({"scaling": "vpp"}, "did you mean 'vp'"),
     ({"alpha": 0.0}, r"alpha must be in \(0, 1\]"),
     ({"alpha": 1.5}, r"alpha must be in \(0, 1\]"),
-    ({"sampler": "ipndm", "order": 5}, r"order must be None or one of \[1, 2, 3, 4\]"),
+    ({"sampler": "ipndm", "order": 5}, r"order for sampler 'ipndm' must be None or one of \[1, 2, 3, 4\]"),
+    ({"sampler": "unipc", "order": 4}, r"order for sampler 'unipc' must be None or one of \[1, 2, 3\]"),
+    ({"sampler": "ipndm", "order": 2.0}, "must be None or one of"),
     ({"sampler": "euler_ancestral", "eta": 2.0}, r"eta must be in \[0, 1\]"),
     ({"epsilon_s": 0.0}, r"epsilon_s must be in \(0, 1\)"),
     ({"rho": "7"}, "rho must be a number"),
