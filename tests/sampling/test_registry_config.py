@@ -148,3 +148,15 @@ def test_sample_validates_inputs():
         sample(den, SamplerConfig(), torch.zeros(2, 1, 3, 3), noise_source=ns)
     with pytest.raises(ValueError, match="noise has 3 samples but noise_source has 2 seeds"):
         sample(den, SamplerConfig(), torch.zeros(3, 1, 2, 2), noise_source=ns)
+
+
+@pytest.mark.parametrize("name", sampler_names())
+def test_callback_once_per_step(name):
+    den = GaussianDenoiser((1, 2, 2))
+    ns = NoiseSource(range(2))
+    seen = []
+    config = SamplerConfig(sampler=name, num_steps=5)
+    result = sample(den, config, ns.latents(den.image_shape), noise_source=ns, callback=seen.append)
+    assert [s["i"] for s in seen] == list(range(5))
+    assert seen[0]["sigma"] == 80.0 and set(seen[0]) == {"i", "x", "sigma", "sigma_hat", "denoised"}
+    assert torch.equal(seen[-1]["x"], result.x)
