@@ -18,7 +18,7 @@ import copy
 import json
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -107,8 +107,13 @@ def held_out_loss(net: nn.Module, recipe: Recipe, repeats: int = 4) -> float:
     return loss
 
 
-def train(recipe: Recipe, log=print) -> tuple[nn.Module, dict]:
-    """Run the recipe; returns the EMA network (eval mode) and its training record."""
+def train(recipe: Recipe, log=print, checkpoint=None, log_every: int = 250) -> tuple[nn.Module, dict]:
+    """Run the recipe; returns the EMA network (eval mode) and its training record.
+
+    Every ``log_every`` iterations the held-out loss is logged and ``checkpoint(ema, iterations, record)``
+    is called. The learning rate and EMA depend only on the iteration count, never on the planned total,
+    so the EMA checkpointed at iteration k is exactly what ``iterations=k`` produces.
+    """
     torch.manual_seed(recipe.seed)
     gen = torch.Generator().manual_seed(recipe.seed)
     data = load_split("train")
@@ -117,6 +122,7 @@ def train(recipe: Recipe, log=print) -> tuple[nn.Module, dict]:
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8)
     start, cpu_start, running, last_logged, history = time.time(), time.process_time(), 0.0, 0, []
+    record = {"wall_s": 0.0, "cpu_s": 0.0, "history": history}
     for it in range(1, recipe.iterations + 1):
         idx = torch.randint(len(data), (recipe.batch_size,), generator=gen)
         loss = edm_loss(net, data.images[idx], None if labels_all is None else labels_all[idx], recipe, gen)
@@ -127,15 +133,16 @@ def train(recipe: Recipe, log=print) -> tuple[nn.Module, dict]:
         opt.step()
         update_ema(ema, net, ema_beta(recipe, it * recipe.batch_size))
         running += loss.item()
-        if it % 500 == 0 or it == recipe.iterations:
-            row = {"iteration": it, "train_loss": round(running / (it - last_logged), 4),
-                   "held_out_loss_ema": round(held_out_loss(ema, recipe), 4),
-                   "wall_s": round(time.time() - start, 1)}
-            history.append(row)
+        if it % log_every == 0 or it == recipe.iterations:
+            record.update(wall_s=round(time.time() - start, 1),
+                          cpu_s=round(time.process_time() - cpu_start, 1))
+            history.append({"iteration": it, "train_loss": round(running / (it - last_logged), 4),
+                            "held_out_loss_ema": round(held_out_loss(ema, recipe), 4),
+                            "wall_s": record["wall_s"]})
             running, last_logged = 0.0, it
-            log(json.dumps(row))
-    record = {"wall_s": round(time.time() - start, 1), "cpu_s": round(time.process_time() - cpu_start, 1),
-              "history": history}
+            log(json.dumps(history[-1]))
+            if checkpoint is not None:
+                checkpoint(ema, it, record)
     return ema, record
 
 
@@ -150,14 +157,16 @@ def git_commit() -> str:
 
 
 def provenance(recipe: Recipe, record: dict, num_params: int) -> dict:
-    """What made the weights: data, split, recipe, iterations, wall time, versions."""
+    """What made the weights: data, split, recipe, iterations, wall time, versions, the command."""
+    command = (f"python -m edmbench.digits.train --variant {recipe.variant} --iterations {recipe.iterations} "
+               f"--seed {recipe.seed}")
     return {
         "dataset": "sklearn.datasets.load_digits (train split)", "split_seed": SPLIT_SEED,
         "recipe": asdict(recipe), "iterations": recipe.iterations, "wall_s": record["wall_s"],
         "cpu_s": record.get("cpu_s"),
         "threads": torch.get_num_threads(), "num_params": num_params, "history": record["history"],
         "torch": torch.__version__, "git_commit": git_commit(), "weights": "EMA",
-        "command": f"python -m edmbench.digits.train --variant {recipe.variant}",
+        "command": command,
     }
 
 
@@ -168,15 +177,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iterations", type=int, default=Recipe.iterations)
     parser.add_argument("--seed", type=int, default=Recipe.seed)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=0,
+                        help="also write --out every N iterations (N a multiple of 250; 0 = only at the end)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     recipe = Recipe(variant=args.variant, iterations=args.iterations, seed=args.seed)
-    ema, record = train(recipe, log=lambda s: print(s, flush=True))
     from edmbench.denoisers.native import save_native
 
-    num_params = sum(p.numel() for p in ema.parameters())
-    save_native(ema, args.out, provenance=provenance(recipe, record, num_params))
-    print(f"saved {args.out}: {num_params} parameters, {record['wall_s']} s", flush=True)
+    def save(ema: nn.Module, iterations: int, record: dict) -> None:
+        num_params = sum(p.numel() for p in ema.parameters())
+        done = replace(recipe, iterations=iterations)
+        save_native(ema, args.out, provenance=provenance(done, record, num_params))
+        print(f"saved {args.out}: {iterations} iterations, {num_params} parameters, {record['wall_s']} s",
+              flush=True)
+
+    def checkpoint(ema: nn.Module, iterations: int, record: dict) -> None:
+        every = args.checkpoint_every
+        if iterations == recipe.iterations or (every and iterations % every == 0):
+            save(ema, iterations, record)
+
+    train(recipe, log=lambda s: print(s, flush=True), checkpoint=checkpoint)
 
 
 if __name__ == "__main__":
