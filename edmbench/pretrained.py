@@ -227,7 +227,8 @@ def load(
 ):
     """Load a Denoiser by manifest name, path or URL (EDM pickles are read without running their code).
 
-    ``dtype`` is the backbone's compute precision (float16 / bfloat16 on CUDA only); outputs stay float32.
+    ``dtype`` is the backbone's compute precision: float32 (default, also for networks trained in fp16),
+    bfloat16, or float16 for networks trained with it; reduced precision on CUDA only. Outputs are float32.
     """
     path, fmt = resolve(name_or_path_or_url)
     fmt = fmt or detect_format(path)
@@ -248,8 +249,7 @@ def load(
         from edmbench.denoisers.pickles import load_edm_pickle
 
         model = load_edm_pickle(path, device=device)
-    if dtype != torch.float32 or channels_last:
-        model.set_precision(dtype, channels_last=channels_last)
+    model.set_precision(dtype, channels_last=channels_last)  # explicit fp32 default, even for use_fp16 nets
     return model
 
 

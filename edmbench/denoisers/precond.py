@@ -7,7 +7,6 @@ the backbone as ``model`` (state-dict prefix ``model.``). They satisfy ``edmbenc
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 
 from edmbench.denoisers.dhariwal import DhariwalUNet
 from edmbench.denoisers.songunet import SongUNet
+from edmbench.sampling.schedules import iddpm_table
 
 BACKBONES: dict[str, type[nn.Module]] = {"SongUNet": SongUNet, "DhariwalUNet": DhariwalUNet}
 REDUCED_PRECISION = (torch.float16, torch.bfloat16)
@@ -75,10 +75,18 @@ class Precond(nn.Module):
         raise NotImplementedError
 
     def set_precision(self, dtype: torch.dtype = torch.float32, channels_last: bool = False) -> None:
-        """Run the backbone in ``dtype`` (fp16/bf16: CUDA only) and/or channels_last; output stays float32."""
+        """Run the backbone in ``dtype`` and/or channels_last; the output stays float32.
+
+        float16 only for networks trained with it (``use_fp16``), bfloat16 for any; both on CUDA only.
+        """
         if dtype not in (torch.float32, *REDUCED_PRECISION):
             raise ValueError(
                 f"unsupported dtype {dtype}; valid: torch.float32, torch.float16, torch.bfloat16"
+            )
+        if dtype == torch.float16 and not self.use_fp16:
+            raise ValueError(
+                f"this {type(self).__name__} was trained in fp32 (use_fp16=False): float16 is only offered "
+                f"for networks trained with it (e.g. edm-imagenet-64x64-cond-adm); use torch.bfloat16"
             )
         device = next(self.parameters()).device
         if dtype in REDUCED_PRECISION and device.type != "cuda":
@@ -210,20 +218,6 @@ class VEPrecond(Precond):
         return 1.0, sigma, torch.ones_like(sigma), (0.5 * sigma).log()
 
 
-def iddpm_u_table(M: int, C_1: float, C_2: float, dtype: torch.dtype = torch.float32) -> Tensor:
-    """iDDPM's discrete noise levels u_0 > ... > u_M = 0 (EDM Table 1, cosine schedule); float32 as EDM.
-
-    u_{j-1} = sqrt((u_j^2 + 1) / max(alpha_bar(j-1) / alpha_bar(j), C_1) - 1), alpha_bar(j) =
-    sin^2(pi j / (2 M (C_2 + 1))).
-    """
-    j = torch.arange(M + 1, device="cpu", dtype=dtype)
-    alpha_bar = (0.5 * math.pi * j / M / (C_2 + 1)).sin() ** 2
-    u = torch.zeros(M + 1, device="cpu", dtype=dtype)
-    for i in range(M, 0, -1):
-        u[i - 1] = ((u[i] ** 2 + 1) / (alpha_bar[i - 1] / alpha_bar[i]).clip(min=C_1) - 1).sqrt()
-    return u
-
-
 class iDDPMPrecond(Precond):  # noqa: N801 - EDM's class name, recorded in checkpoints
     """Improved DDPM (Nichol & Dhariwal 2021): discrete sigmas ``u``, c_noise = M - 1 - j; learned variance
     channels (``out_channels = 2 * img_channels``) are dropped."""
@@ -261,7 +255,8 @@ class iDDPMPrecond(Precond):  # noqa: N801 - EDM's class name, recorded in check
             out_channels=2 * img_channels,
         )
         self.C_1, self.C_2, self.M = C_1, C_2, M
-        self.register_buffer("u", iddpm_u_table(M, C_1, C_2))
+        # EDM builds this table in float32 arithmetic; released files carry their own copy (loaded strictly)
+        self.register_buffer("u", iddpm_table(C_1, C_2, M).to(device="cpu", dtype=torch.float32))
 
     @property
     def sigma_min(self) -> float:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from edmbench.denoisers.base import Denoiser
-from edmbench.denoisers.precond import EDMPrecond, VEPrecond, VPPrecond, iddpm_u_table, iDDPMPrecond
+from edmbench.denoisers.precond import EDMPrecond, VEPrecond, VPPrecond, iDDPMPrecond
 
 TINY = dict(
     model_type="SongUNet",
@@ -87,14 +87,14 @@ def test_ve_coefficients_pinned() -> None:
 
 
 def test_iddpm_u_table_pinned() -> None:
-    # edm-facts.md Sec. 9.11, float64: u[0], u[1], u[8], u[998], u[999], u[1000]
-    u = iddpm_u_table(1000, 0.001, 0.008, dtype=torch.float64)
+    # edm-facts.md Sec. 9.11, float64: u[0], u[1], u[8], u[998], u[999], u[1000]; the network keeps float32
+    net = iDDPMPrecond(8, 1, **TINY_ADM)
     expected = [20291.16961, 641.662345118, 80.2037018455, 0.00935049283562, 0.00642541277114, 0.0]
-    torch.testing.assert_close(u[[0, 1, 8, 998, 999, 1000]].tolist(), expected, rtol=1e-9, atol=0)
-    assert int(((u >= 0.002) & (u <= 81)).sum()) == 992  # Sec. 9.11: 992 values in [0.002, 81]
-    # EDM builds the table in float32: 1000 chained float32 steps stay within 1e-3 of float64
-    u32 = iddpm_u_table(1000, 0.001, 0.008)
-    torch.testing.assert_close(u32[:-1].double(), u[:-1], rtol=1e-3, atol=0)
+    assert net.u.dtype == torch.float32 and net.u.shape == (1001,)
+    torch.testing.assert_close(
+        net.u[[0, 1, 8, 998, 999, 1000]].double().tolist(), expected, rtol=1e-7, atol=0
+    )
+    assert net.sigma_min == net.u[999].item() and net.sigma_max == net.u[0].item()
 
 
 def test_iddpm_round_sigma_on_edm_schedule() -> None:
@@ -176,9 +176,14 @@ def test_reduced_precision_is_cuda_only_and_channels_last_matches() -> None:
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.2)
-    for dtype in (torch.float16, torch.bfloat16):
-        with pytest.raises(ValueError, match="CUDA only"):
-            net.set_precision(dtype)
+    with pytest.raises(ValueError, match="trained in fp32"):  # fp16 only where the net was trained with it
+        net.set_precision(torch.float16)
+    with pytest.raises(ValueError, match="CUDA only"):
+        net.set_precision(torch.bfloat16)
+    fp16_net = EDMPrecond(8, 1, use_fp16=True, **TINY)
+    with pytest.raises(ValueError, match="CUDA only"):
+        fp16_net.set_precision(torch.float16)
+    assert fp16_net.network_dtype(torch.zeros(1)) == torch.float32  # EDM: fp16 only on CUDA
     with pytest.raises(ValueError, match="unsupported dtype"):
         net.set_precision(torch.float64)
     x = torch.randn(2, 3, 8, 8)
@@ -197,3 +202,24 @@ def test_unknown_backbone_and_bad_config_are_named() -> None:
         EDMPrecond(8, 1, **dict(TINY, encoder_type="fancy"))
     with pytest.raises(ValueError, match="not divisible"):
         EDMPrecond(12, 1, **dict(TINY, channel_mult=[1, 2, 2, 2]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_reduced_precision_on_cuda_keeps_float32_output(dtype) -> None:
+    torch.manual_seed(2)
+    net = EDMPrecond(8, 3, label_dim=10, use_fp16=True, **TINY).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+    net = net.cuda()
+    x, labels = torch.randn(4, 3, 8, 8, device="cuda"), torch.eye(10, device="cuda")[:4]
+    net.set_precision(torch.float32)
+    ref = net(x, 0.8, labels)
+    net.set_precision(dtype, channels_last=True)
+    out = net(x, 0.8, labels)
+    assert out.dtype == torch.float32
+    # reduced-precision backbone: agreement to the dtype's resolution (bf16 has 8 mantissa bits)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0.05 * ref.abs().max().item())
+    torch.testing.assert_close(net(x, 0.8, labels, force_fp32=True), ref, rtol=1e-5, atol=1e-5)
