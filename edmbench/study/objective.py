@@ -188,26 +188,25 @@ class FIDObjective:
             trial.set_user_attr("pruned_reason", str(exc))
             raise optuna.TrialPruned(str(exc)) from None
         trial.set_user_attr("nfe", config.nfe)
-        trial.set_user_attr("seeds", f"{spec.seeds.start}-{spec.seeds.stop - 1}")
-        for key, value in self.provenance.items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr("provenance", {"seeds": f"{spec.seeds.start}-{spec.seeds.stop - 1}",
+                                           **self.provenance})
         result = None
         for result in self.scorer.score(config, spec.seeds, spec.metric.rungs, progress):
-            self._record(trial, result, start)
             if result.n < spec.metric.num_images and not spec.multi_objective:
                 trial.report(result.fid, result.n)
                 if trial.should_prune():
-                    trial.set_user_attr("pruned_reason", f"FID {result.fid:.4g} at {result.n} images is "
-                                                         "worse than the pruner's threshold")
+                    self._record(trial, result, start, pruned_reason=f"FID {result.fid:.4g} at {result.n} "
+                                 "images is worse than the pruner's threshold")
                     raise optuna.TrialPruned()
+        self._record(trial, result, start)
         return (result.fid, float(config.nfe)) if spec.multi_objective else result.fid
 
     @staticmethod
-    def _record(trial: Any, result: Any, start: float) -> None:
-        trial.set_user_attr("fid", float(result.fid))
-        trial.set_user_attr("fid_err", _finite_or_none(result.fid_err))
-        trial.set_user_attr("n_images", int(result.n))
-        trial.set_user_attr("wall_time_s", round(time.perf_counter() - start, 3))
+    def _record(trial: Any, result: Any, start: float, **extra: Any) -> None:
+        """The latest rung's FID, its error bar, its image count and the time so far (one write)."""
+        trial.set_user_attr("result", {"fid": float(result.fid), "fid_err": _finite_or_none(result.fid_err),
+                                       "n_images": int(result.n),
+                                       "wall_time_s": round(time.perf_counter() - start, 3), **extra})
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -35,7 +35,8 @@ def knobs_of(trial: Any, spec: StudySpec) -> dict[str, Any]:
 def trial_row(trial: Any, spec: StudySpec) -> dict[str, Any]:
     from edmbench.study.runner import ATTR_RETIRED
 
-    attrs = trial.user_attrs
+    attrs = {**trial.user_attrs, **trial.user_attrs.get("result", {}),
+             **trial.user_attrs.get("provenance", {})}
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
                            "retired": trial.system_attrs.get(ATTR_RETIRED)}
     row.update(knobs_of(trial, spec))

@@ -207,10 +207,10 @@ def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: Run
     return state.name
 
 
-def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0) -> dict[str, int]:
+def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0,
+                storage: Any = None) -> dict[str, int]:
     """Evaluate trials until the budget, the grid or the time is used up. Returns counts by state."""
-    storage = open_storage(options.storage_url(spec))
-    study = open_study(spec, storage)
+    study = open_study(spec, storage or open_storage(options.storage_url(spec)))
     factory = load_factory(options.evaluator)
     evaluator = factory(spec, device=options.device, batch_size=options.batch_size, worker_id=worker_id)
     n_trials = n_trials_for(spec, options)
@@ -246,11 +246,17 @@ def _worker_entry(spec_text: str, spec_path: str, options: RunOptions, worker_id
         worker_loop(spec, options, worker_id)
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_study(spec: StudySpec, options: RunOptions) -> dict[str, int]:
     """Initialise the study, then run ``options.workers`` worker loops (processes when more than one)."""
-    open_study(spec, open_storage(options.storage_url(spec)))  # create + enqueue once, before workers
+    storage = open_storage(options.storage_url(spec))
+    open_study(spec, storage)  # create + enqueue once, before any worker starts
     if options.workers <= 1:
-        return worker_loop(spec, options)
+        return worker_loop(spec, options, storage=storage)
     from edmbench.study.workers import run_processes
 
-    return run_processes(_worker_entry, spec, options)
+    return run_processes(_worker_entry, spec, options,
+                         lambda opts: worker_loop(spec, opts, worker_id=0, storage=storage))

@@ -20,30 +20,33 @@ def device_for(device: str, worker_id: int) -> str:
     return f"cuda:{worker_id % count}" if count > 1 else device
 
 
-def run_processes(entry: Callable[..., None], spec: Any, options: Any) -> dict[str, int]:
-    """Start ``options.workers`` spawned processes running ``entry``; Ctrl-C stops them cleanly."""
+def run_processes(entry: Callable[..., None], spec: Any, options: Any,
+                  local: Callable[[Any], Any]) -> Any:
+    """Run ``local(options)`` as worker 0 in this process and ``entry`` in ``options.workers - 1`` spawned
+    processes; Ctrl-C (or SIGTERM) in this process interrupts them all and waits for them."""
     ctx = multiprocessing.get_context("spawn")
     procs = []
-    for worker_id in range(options.workers):
+    for worker_id in range(1, options.workers):
         opts = dataclasses.replace(options, device=device_for(options.device, worker_id))
         proc = ctx.Process(target=entry, args=(spec.source_text, spec.path, opts, worker_id),
                            name=f"edmbench-worker-{worker_id}")
         proc.start()
         procs.append(proc)
     try:
+        counts = local(dataclasses.replace(options, device=device_for(options.device, 0)))
         for proc in procs:
             proc.join()
-    except KeyboardInterrupt:  # children got SIGINT from the terminal too; make sure, then wait for them
+    except KeyboardInterrupt:
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
                 _interrupt(proc.pid)
         for proc in procs:
             proc.join()
         raise
-    failed = [p.name for p in procs if p.exitcode not in (0, None)]
+    failed = [p.name for p in procs if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"worker process(es) {', '.join(failed)} exited with an error (see above)")
-    return {}
+    return counts
 
 
 def _interrupt(pid: int) -> None:
