@@ -15,6 +15,7 @@ from edmbench.sampling.schedules import DISCRETIZATIONS, EPSILON_S, SCALINGS, SC
 
 _CHURN_FIELDS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
 _SOLVER_FIELDS = ("schedule", "scaling", "alpha", "order", "eta")
+_NON_SOLVER_USERS = {"rho": "discretization 'edm'", "epsilon_s": "discretization or schedule 'vp'"}
 _FLOAT_FIELDS = ("rho", "s_churn", "s_tmin", "s_tmax", "s_noise", "alpha", "eta", "epsilon_s")
 
 
@@ -91,7 +92,7 @@ class SamplerConfig:
             if getattr(self, name) != defaults[name]:
                 users = [n for n in sampler_names() if name in get_sampler(n).params
                          or (name in _CHURN_FIELDS and get_sampler(n).churn)]
-                where = f"samplers {users}" if users else "another discretization or schedule"
+                where = _NON_SOLVER_USERS.get(name, f"samplers {users}")
                 raise ValueError(f"{name}={getattr(self, name)!r} has no effect with sampler "
                                  f"{self.sampler!r} and discretization {self.discretization!r}; "
                                  f"it is used by {where}. Leave it at its default ({defaults[name]!r}).")
