@@ -41,3 +41,20 @@ def test_recipe_validation_and_network_shape():
     assert net.label_dim == 10 and net.image_shape == (1, 8, 8) and net.sigma_data == 0.75
     x = torch.randn(3, 1, 8, 8)
     assert net(x, torch.ones(3), torch.eye(10)[:3]).shape == x.shape
+
+
+def test_checkpoint_at_k_equals_a_run_of_k_iterations():
+    """The learning rate and EMA depend only on the iteration count, so stopping early is exact (CPU)."""
+    from edmbench.digits.train import train
+
+    torch.set_num_threads(1)
+    snapshots = {}
+
+    def capture(ema, iterations, record):
+        snapshots[iterations] = {k: v.clone() for k, v in ema.state_dict().items()}
+
+    train(Recipe(iterations=4, batch_size=8), log=lambda s: None, checkpoint=capture, log_every=2)
+    short, _ = train(Recipe(iterations=2, batch_size=8), log=lambda s: None)
+    for key, value in short.state_dict().items():
+        assert torch.equal(value, snapshots[2][key]), key
+    assert not all(torch.equal(snapshots[2][k], snapshots[4][k]) for k in snapshots[2])
