@@ -256,7 +256,8 @@ class iDDPMPrecond(Precond):  # noqa: N801 - EDM's class name, recorded in check
         )
         self.C_1, self.C_2, self.M = C_1, C_2, M
         # EDM builds this table in float32 arithmetic; released files carry their own copy (loaded strictly)
-        self.register_buffer("u", iddpm_table(C_1, C_2, M).to(device="cpu", dtype=torch.float32))
+        with torch.device("cpu"):  # real values even when the module is built on the meta device
+            self.register_buffer("u", iddpm_table(C_1, C_2, M).to(torch.float32))
 
     @property
     def sigma_min(self) -> float:
