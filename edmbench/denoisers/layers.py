@@ -29,6 +29,11 @@ def skip_init() -> Iterator[None]:
         _SKIP_INIT.reset(token)
 
 
+def init_skipped() -> bool:
+    """True inside ``skip_init()``: layers allocate weights without drawing random values."""
+    return _SKIP_INIT.get()
+
+
 def weight_init(shape: Sequence[int], mode: str, fan_in: int, fan_out: int) -> Tensor:
     """Random initial weights; the four schemes EDM's backbones use (Glorot / He, uniform / normal)."""
     if mode not in INIT_MODES:

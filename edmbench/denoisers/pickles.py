@@ -116,6 +116,24 @@ def _numpy_dtype(spec: str, align: bool = False, copy: bool = False) -> np.dtype
     return dtype
 
 
+class _CheckedArray(np.ndarray):
+    """ndarray created by ``numpy.core.multiarray._reconstruct``; its BUILD state may not hold objects."""
+
+    def __setstate__(self, state: tuple) -> None:
+        if len(state) < 3 or np.dtype(state[2]).hasobject:
+            raise UnsafePickleError(
+                "refused a numpy array with an object dtype: only numeric arrays are allowed"
+            )
+        super().__setstate__(state)
+
+
+def _numpy_reconstruct(cls: type, shape: tuple, dtype: bytes) -> np.ndarray:
+    """``numpy.core.multiarray._reconstruct`` for plain ndarrays (EDM2 encoder scale/bias)."""
+    if cls is not np.ndarray:
+        raise UnsafePickleError(f"refused numpy array subclass {cls!r}: only numpy.ndarray is allowed")
+    return _CheckedArray(shape, dtype=np.uint8)
+
+
 class _EasyDict(dict):
     """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access; here just a dict)."""
 
@@ -133,6 +151,9 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "dtype"): _numpy_dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
     ("dnnlib.util", "EasyDict"): _EasyDict,
 }
 

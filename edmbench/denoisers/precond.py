@@ -28,7 +28,13 @@ def build_backbone(model_type: str, **kwargs: Any) -> nn.Module:
 
 
 class Precond(nn.Module):
-    """Shared machinery: input/label handling, precision choice, ``round_sigma`` (identity) and config."""
+    """Shared machinery: input/label handling, precision choice, ``round_sigma`` (identity) and config.
+
+    The backbone lives under ``backbone_name`` (EDM: ``model``; EDM2: ``unet``), the prefix of its keys.
+    """
+
+    backbone_name = "model"
+    edm_class_name: str | None = None  # class name recorded in checkpoints; None: the Python class name
 
     def __init__(
         self,
@@ -37,11 +43,12 @@ class Precond(nn.Module):
         img_channels: int,
         label_dim: int,
         use_fp16: bool,
-        model_type: str,
-        model_kwargs: dict[str, Any],
+        model_type: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         out_channels: int | None = None,
     ):
         super().__init__()
+        model_kwargs = model_kwargs or {}
         self.init_kwargs = {**init_kwargs, **model_kwargs}
         self.img_resolution = int(img_resolution)
         self.img_channels = int(img_channels)
@@ -49,14 +56,19 @@ class Precond(nn.Module):
         self.use_fp16 = bool(use_fp16)
         self.compute_dtype: torch.dtype | None = None  # None: EDM's rule (fp16 iff use_fp16 and CUDA)
         self.channels_last = False
-        self.model = build_backbone(
-            model_type,
-            img_resolution=img_resolution,
-            in_channels=img_channels,
-            out_channels=out_channels or img_channels,
-            label_dim=label_dim,
-            **model_kwargs,
-        )
+        if model_type is not None:
+            self.model = build_backbone(
+                model_type,
+                img_resolution=img_resolution,
+                in_channels=img_channels,
+                out_channels=out_channels or img_channels,
+                label_dim=label_dim,
+                **model_kwargs,
+            )
+
+    @property
+    def backbone(self) -> nn.Module:
+        return getattr(self, self.backbone_name)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -65,7 +77,10 @@ class Precond(nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this network: EDM class name and constructor keywords."""
-        return {"class_name": type(self).__name__, "init_kwargs": dict(self.init_kwargs)}
+        return {
+            "class_name": self.edm_class_name or type(self).__name__,
+            "init_kwargs": dict(self.init_kwargs),
+        }
 
     def round_sigma(self, sigma: Tensor | float) -> Tensor:
         return torch.as_tensor(sigma)
@@ -93,7 +108,7 @@ class Precond(nn.Module):
             raise ValueError(f"{dtype} runs on CUDA only (the network is on {device}); use torch.float32")
         self.compute_dtype = dtype
         self.channels_last = channels_last
-        self.model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        self.backbone.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     def network_dtype(self, x: Tensor, force_fp32: bool = False) -> torch.dtype:
         if force_fp32:
@@ -122,7 +137,7 @@ class Precond(nn.Module):
         x_in = (c_in * x).to(dtype)
         if self.channels_last:
             x_in = x_in.contiguous(memory_format=torch.channels_last)
-        F_x = self.model(x_in, c_noise.flatten(), class_labels=labels, **model_kwargs)
+        F_x = self.backbone(x_in, c_noise.flatten(), class_labels=labels, **model_kwargs)
         if F_x.dtype != dtype:
             raise RuntimeError(f"backbone returned {F_x.dtype}, expected {dtype}")
         return c_skip * x + c_out * F_x[:, : self.img_channels].to(torch.float32)
@@ -332,8 +347,16 @@ PRECONDITIONERS: dict[str, type[Precond]] = {
 }
 
 
+def preconditioners() -> dict[str, type[Precond]]:
+    """Recorded class name -> class, EDM (``training/networks.py``) and EDM2 (``Precond``)."""
+    from edmbench.denoisers.edm2 import EDM2Precond  # imported here: edm2 builds on this module
+
+    return {**PRECONDITIONERS, EDM2Precond.edm_class_name: EDM2Precond}
+
+
 def build_precond(class_name: str, init_kwargs: dict[str, Any]) -> Precond:
-    """Rebuild a preconditioner + backbone from EDM's class name and constructor keywords."""
-    if class_name not in PRECONDITIONERS:
-        raise ValueError(f"unknown preconditioner {class_name!r}; valid: {', '.join(PRECONDITIONERS)}")
-    return PRECONDITIONERS[class_name](**init_kwargs)
+    """Rebuild a preconditioner + backbone from its recorded class name and constructor keywords."""
+    classes = preconditioners()
+    if class_name not in classes:
+        raise ValueError(f"unknown preconditioner {class_name!r}; valid: {', '.join(classes)}")
+    return classes[class_name](**init_kwargs)

@@ -110,6 +110,7 @@ def kit() -> types.SimpleNamespace:
         ADM_SMALL=ADM_SMALL,
         make_network=make_network,
         edm_pickle_bytes=edm_format.edm_pickle_bytes,
+        edm2_pickle_bytes=edm_format.edm2_pickle_bytes,
         payload_pickle=edm_format.payload_pickle,
         pickle_globals=edm_format.pickle_globals,
         MODULE_SRC_TEMPLATE=MODULE_SRC_TEMPLATE,

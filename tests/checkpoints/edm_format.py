@@ -11,6 +11,7 @@ fake ``torch_utils`` module is needed. Load this file by path (it is not an impo
 from __future__ import annotations
 
 import collections
+import copy
 import io
 import pickle
 import pickletools
@@ -75,7 +76,11 @@ def _mirror(module: nn.Module, module_src: str, version: int = 6) -> Any:
     state["_init_args"] = ()
     state["_init_kwargs"] = dict(module.init_kwargs) if isinstance(module, Precond) else {}
     meta = dict(
-        type="class", version=version, module_src=module_src, class_name=type(module).__name__, state=state
+        type="class",
+        version=version,
+        module_src=module_src,
+        class_name=getattr(module, "edm_class_name", None) or type(module).__name__,
+        state=state,
     )
     return _Persistent(meta)
 
@@ -96,6 +101,41 @@ def edm_pickle_bytes(
     names = {
         id(_reconstruct_stub): ("torch_utils.persistence", "_reconstruct_persistent_obj"),
         id(np._core.multiarray.scalar): (numpy_module, "scalar"),
+    }
+    buf = io.BytesIO()
+    NamedGlobalPickler(buf, names).dump(data)
+    return buf.getvalue()
+
+
+class EasyDictStub(dict):
+    """Pickled under the name ``dnnlib.util.EasyDict`` (EDM2's top-level snapshot dict)."""
+
+
+def edm2_pickle_bytes(net: Precond, module_src: str = "# networks_edm2.py\n") -> bytes:
+    """Bytes of an EDM2 snapshot: EasyDict {encoder, dataset_kwargs, loss_fn, ema}; ``ema`` stored in fp16,
+    the encoder record carrying numpy arrays (as StabilityVAEEncoder's scale/bias do)."""
+    ema = copy.deepcopy(net).half()
+    encoder_state = {
+        "_init_args": (),
+        "_init_kwargs": {},
+        "scale": np.float32([0.1199, 0.1082, 0.1348, 0.1524]),
+        "bias": np.float32([-0.6966, -0.3517, -0.0162, 0.3277]),
+    }
+    encoder = _Persistent(
+        dict(
+            type="class",
+            version=6,
+            module_src="# encoders.py\n",
+            class_name="StabilityVAEEncoder",
+            state=encoder_state,
+        )
+    )
+    data = EasyDictStub(
+        encoder=encoder, dataset_kwargs={"resolution": 8}, loss_fn=None, ema=_mirror(ema, module_src)
+    )
+    names = {
+        id(_reconstruct_stub): ("torch_utils.persistence", "_reconstruct_persistent_obj"),
+        id(EasyDictStub): ("dnnlib.util", "EasyDict"),
     }
     buf = io.BytesIO()
     NamedGlobalPickler(buf, names).dump(data)
