@@ -192,6 +192,6 @@ def make_sigmas(discretization: str, num_steps: int, sigma_min: float, sigma_max
     sigmas = torch.cat([levels, torch.zeros(1, dtype=torch.float64)])
     if not (sigmas[:-1] > sigmas[1:]).all():
         raise ValueError(f"the {discretization} discretisation with num_steps={num_steps} on "
-                         f"[{sigma_min}, {sigma_max}] gives repeated noise levels after rounding; "
-                         "use fewer steps or a wider range")
+                         f"[{sigma_min}, {sigma_max}] gives repeated noise levels (after the denoiser's "
+                         "round_sigma); use fewer steps or a wider range")
     return sigmas
