@@ -102,8 +102,8 @@ class ReferenceStats:
     mu: np.ndarray
     sigma: np.ndarray
     n: int | None = None
-    features: np.ndarray | None = None
     provenance: dict = field(default_factory=dict)
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.mu = np.asarray(self.mu, dtype=np.float64)
