@@ -234,3 +234,26 @@ def test_convert_cli_round_trip(kit, tmp_path, capsys) -> None:
     provenance = read_native_config(out)["provenance"]
     assert provenance["source_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert provenance["module_src_sha256"] == [hashlib.sha256(b"# networks.py of the run\n").hexdigest()]
+
+
+SHIPPED = [name for name, e in read_manifest().items() if e.file is not None]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_load_and_denoise(name) -> None:
+    entry = read_manifest()[name]
+    path = pretrained.PRETRAINED_DIR / entry.file
+    if not path.exists():
+        pytest.skip(f"{path} is not in this checkout yet")
+    net = edmbench.load(name)
+    c, h, w = net.image_shape
+    assert (c, h, w) == (
+        entry.extra.get("channels", c),
+        entry.extra.get("resolution", h),
+        entry.extra.get("resolution", w),
+    )
+    assert net.label_dim == entry.extra.get("label_dim", net.label_dim)
+    x = torch.randn(4, c, h, w)
+    labels = torch.eye(net.label_dim)[:4] if net.label_dim else None
+    out = net(x, torch.tensor([0.01, 0.5, 2.0, 80.0]), labels)
+    assert out.shape == x.shape and out.dtype == torch.float32 and torch.isfinite(out).all()
