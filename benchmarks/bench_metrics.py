@@ -7,8 +7,8 @@ run's own; a second, traced pass measures the tracemalloc peak (numpy and Python
 must not grow with n: the script prints peak(50k) / peak(5k) for both and fails if the RSS ratio exceeds 1.1.
 
     python benchmarks/bench_metrics.py                       # CPU, random-conv, 5k vs 50k
-    python benchmarks/bench_metrics.py --device cuda --extractor inception-random   # real Inception
-                                                             # architecture, random weights (GPU)
+    python benchmarks/bench_metrics.py --device cuda --extractor inception-random --groups 1
+                                          # real Inception architecture, random weights (GPU)
 """
 
 from __future__ import annotations
@@ -77,14 +77,15 @@ def worker(n: int, args: argparse.Namespace) -> dict:
     extractor = get_extractor(name, device=args.device)
     mean = torch.empty(3, 32, 32).uniform_(-0.5, 0.5, generator=torch.Generator().manual_seed(0))
     denoiser = GaussianDenoiser((3, 32, 32), mean=mean.to(args.device), std=0.4)
-    data = quantize(denoiser.mean.cpu() + 0.4 * torch.randn(1000, 3, 32, 32, dtype=torch.float64,
+    data = quantize(denoiser.mean.cpu() + 0.4 * torch.randn(args.ref_images, 3, 32, 32, dtype=torch.float64,
                                                              generator=torch.Generator().manual_seed(1)))
     reference = compute_reference(data.split(args.batch_size), extractor)
     config = SamplerConfig(sampler="heun", num_steps=3)
 
     def run(seeds):
         stream = generate_images(denoiser, config, seeds, batch_size=args.batch_size, device=args.device)
-        return list(fid_at_rungs(stream, extractor, reference, rungs=[len(seeds) // 2, len(seeds)]))
+        return list(fid_at_rungs(stream, extractor, reference, rungs=[len(seeds) // 2, len(seeds)],
+                                 uncertainty="jackknife" if args.groups > 1 else None, groups=args.groups))
 
     run(range(10**6, 10**6 + 2 * args.batch_size))  # warm-up: imports, allocator, first batches
     # pass 1: time and RSS (no tracing: tracemalloc's own tables would inflate the RSS)
@@ -121,6 +122,9 @@ def main() -> int:
     parser.add_argument("--extractor", default="random-conv", help="random-conv or inception-random")
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--groups", type=int, default=10, help="jackknife groups; 1 = no error bar (each "
+                        "2048-d FID costs seconds, so use 1 to time the Inception stream itself)")
+    parser.add_argument("--ref-images", type=int, default=1000, help="images behind the reference stats")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
@@ -129,9 +133,11 @@ def main() -> int:
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         cmd = [sys.executable, __file__, "--worker", str(n), "--device", args.device, "--extractor",
-               args.extractor, "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+               args.extractor, "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+               "--groups", str(args.groups), "--ref-images", str(args.ref_images)]
         rows.append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout))
-    print(f"generate -> {args.extractor} -> streaming stats + jackknife FID on {args.device} (Gaussian "
+    bars = f"jackknife ({args.groups} groups)" if args.groups > 1 else "no error bar"
+    print(f"generate -> {args.extractor} -> streaming stats + FID, {bars}, on {args.device} (Gaussian "
           f"denoiser 3x32x32, Heun 3 steps = 5 NFE, batch {args.batch_size}, {args.threads} thread(s))")
     print(f"{'n':>7} {'s':>8} {'img/s':>8} {'FID':>9} {'peak RSS MB':>12} {'RSS incr MB':>12} "
           f"{'traced MB':>10} {'cuda MB':>8}")
