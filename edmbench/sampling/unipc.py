@@ -6,7 +6,8 @@ The predictor replaces the derivatives by divided differences D_j = (m_j - m)/r_
 (r_j = (lambda_j - lambda)/h) with weights a solving sum_j a_j r_j^(k-1) = k! psi_k / (h^k B(h)),
 B(h) = psi_0(h) ("B2"); the corrector repeats this with the new output at sigma_next (r = 1), which the next
 step reuses, so no extra evaluation is needed. Predictor order p, corrected order p + 1. NFE = N; the step to
-sigma = 0 is a final denoise.
+sigma = 0 is a final denoise with the evaluation already made at the last predicted point (so, as in the
+reference UniPC, the last correction does not reach the output; re-evaluating would cost N + 1).
 """
 
 from __future__ import annotations
