@@ -21,6 +21,13 @@ def test_fid_of_a_set_with_itself_is_zero():
     assert abs(frechet_distance(stats.mean, stats.cov, stats.mean, stats.cov)) < 1e-9 * np.trace(stats.cov)
 
 
+def test_pipeline_fid_of_images_against_their_own_reference_is_zero(extractor, make_images):
+    images = make_images(200, seed=12)
+    reference = compute_reference(images.split(64), extractor)
+    (result,) = fid_at_rungs(images.split(50), extractor, reference, uncertainty=None)
+    assert result.n == 200 and abs(result.fid) < 1e-9 * np.trace(reference.sigma)
+
+
 def test_fid_closed_form_for_diagonal_gaussians():
     rng = np.random.default_rng(1)
     mu1, mu2 = rng.normal(size=8), rng.normal(size=8)
