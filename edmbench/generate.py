@@ -124,7 +124,8 @@ def generate_images(denoiser, config, seeds: Sequence[int], *, batch_size: int =
         noise_source = NoiseSource(chunk, device=noise_device)
         noise = noise_source.latents(denoiser.image_shape, device=device)
         labels = _class_labels(noise_source, denoiser.label_dim, class_policy, device)
-        result = sample(denoiser, config, noise, noise_source=noise_source, class_labels=labels)
+        with torch.no_grad():  # uint8 out: no graph to keep (scoped to the call, never across a yield)
+            result = sample(denoiser, config, noise, noise_source=noise_source, class_labels=labels)
         yield ImageBatch(seeds=chunk, images=quantize(result.x).cpu(),
                          class_labels=None if labels is None else labels.cpu(), nfe=int(result.nfe))
 

@@ -128,3 +128,33 @@ def test_save_png_uses_edm_layout_and_round_trips(tmp_path, channels, mode):
             back = np.asarray(img)
         back = back[None] if back.ndim == 2 else back.transpose(2, 0, 1)
         assert np.array_equal(back, image.numpy())
+
+
+def test_generation_keeps_no_autograd_graph_and_leaves_grad_mode_alone():
+    class Learnable(torch.nn.Module):
+        """D(x; sigma) = w x / (1 + sigma^2) with a trainable w: autograd would track it."""
+
+        sigma_min, sigma_max, image_shape, label_dim = 0.0, float("inf"), (1, 2, 2), 0
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x, sigma, class_labels=None):
+            s = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1, 1)
+            return (self.w * x / (1 + s**2)).to(torch.float32)
+
+        def round_sigma(self, sigma):
+            return torch.as_tensor(sigma, dtype=torch.float64)
+
+    calls = []
+    original = Learnable.forward
+
+    def spy(self, x, sigma, class_labels=None):
+        calls.append(torch.is_grad_enabled())
+        return original(self, x, sigma, class_labels)
+
+    Learnable.forward = spy
+    stream = generate_images(Learnable(), SamplerConfig(sampler="euler", num_steps=2), range(4), batch_size=2)
+    next(stream)
+    assert calls == [False, False] and torch.is_grad_enabled()  # the caller's grad mode is untouched
