@@ -65,38 +65,66 @@ class DhariwalUNet(nn.Module):
                 init_weight=math.sqrt(label_dim),
             )
 
+        widths = [model_channels * mult for mult in channel_mult]
         attn = set(attn_resolutions)
-        self.enc = nn.ModuleDict()
+        self.enc = self._build_encoder(
+            img_resolution, in_channels, widths, num_blocks, attn, init, block_kwargs
+        )
+        skips = [block.out_channels for block in self.enc.values()]
+        self.dec = self._build_decoder(img_resolution, widths, skips, num_blocks, attn, block_kwargs)
+        self.out_norm = GroupNorm(widths[0])
+        self.out_conv = Conv2d(widths[0], out_channels, kernel=3, **init_zero)
+
+    @staticmethod
+    def _build_encoder(
+        img_resolution: int,
+        in_channels: int,
+        widths: list[int],
+        num_blocks: int,
+        attn: set[int],
+        init: dict,
+        block_kwargs: dict,
+    ) -> nn.ModuleDict:
+        """Per level: input conv (level 0) or a downsampling block, then ``num_blocks`` blocks."""
+        enc = nn.ModuleDict()
         cout = in_channels
-        for level, mult in enumerate(channel_mult):
+        for level, width in enumerate(widths):
             res = img_resolution >> level
             if level == 0:
-                cin, cout = cout, model_channels * mult
-                self.enc[f"{res}x{res}_conv"] = Conv2d(cin, cout, kernel=3, **init)
+                enc[f"{res}x{res}_conv"] = Conv2d(cout, width, kernel=3, **init)
+                cout = width
             else:
-                self.enc[f"{res}x{res}_down"] = UNetBlock(cout, cout, down=True, **block_kwargs)
+                enc[f"{res}x{res}_down"] = UNetBlock(cout, cout, down=True, **block_kwargs)
             for idx in range(num_blocks):
-                cin, cout = cout, model_channels * mult
-                self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(
-                    cin, cout, attention=res in attn, **block_kwargs
-                )
+                enc[f"{res}x{res}_block{idx}"] = UNetBlock(cout, width, attention=res in attn, **block_kwargs)
+                cout = width
+        return enc
 
-        skips = [block.out_channels for block in self.enc.values()]
-        self.dec = nn.ModuleDict()
-        for level, mult in reversed(list(enumerate(channel_mult))):
+    @staticmethod
+    def _build_decoder(
+        img_resolution: int,
+        widths: list[int],
+        skips: list[int],
+        num_blocks: int,
+        attn: set[int],
+        block_kwargs: dict,
+    ) -> nn.ModuleDict:
+        """Per level, coarsest first: two bottleneck blocks or an upsampling block, then ``num_blocks + 1``
+        blocks that each take one encoder skip."""
+        dec = nn.ModuleDict()
+        cout = skips[-1]
+        for level, width in reversed(list(enumerate(widths))):
             res = img_resolution >> level
-            if level == len(channel_mult) - 1:
-                self.dec[f"{res}x{res}_in0"] = UNetBlock(cout, cout, attention=True, **block_kwargs)
-                self.dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, **block_kwargs)
+            if level == len(widths) - 1:
+                dec[f"{res}x{res}_in0"] = UNetBlock(cout, cout, attention=True, **block_kwargs)
+                dec[f"{res}x{res}_in1"] = UNetBlock(cout, cout, **block_kwargs)
             else:
-                self.dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, **block_kwargs)
+                dec[f"{res}x{res}_up"] = UNetBlock(cout, cout, up=True, **block_kwargs)
             for idx in range(num_blocks + 1):
-                cin, cout = cout + skips.pop(), model_channels * mult
-                self.dec[f"{res}x{res}_block{idx}"] = UNetBlock(
-                    cin, cout, attention=res in attn, **block_kwargs
-                )
-        self.out_norm = GroupNorm(cout)
-        self.out_conv = Conv2d(cout, out_channels, kernel=3, **init_zero)
+                cin = cout + skips.pop()
+                dec[f"{res}x{res}_block{idx}"] = UNetBlock(cin, width, attention=res in attn, **block_kwargs)
+                cout = width
+        return dec
 
     def embed(
         self, noise_labels: Tensor, class_labels: Tensor | None, augment_labels: Tensor | None

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from edmbench.denoisers.layers import init_skipped, resample_kernel
-from edmbench.denoisers.precond import Precond
+from edmbench.denoisers.precond_base import Precond
 
 
 def normalize(x: Tensor, dim: int | list[int] | None = None, eps: float = 1e-4) -> Tensor:
