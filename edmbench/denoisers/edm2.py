@@ -176,36 +176,75 @@ class UNet(nn.Module):
         self.emb_fourier = MPFourier(cnoise)
         self.emb_noise = MPConv(cnoise, cemb, [])
         self.emb_label = MPConv(label_dim, cemb, []) if label_dim else None
-        attn = set(attn_resolutions)
-        self.enc = nn.ModuleDict()
-        cout = img_channels + 1
-        for level, channels in enumerate(cblock):
+        levels = dict(
+            img_resolution=img_resolution,
+            widths=cblock,
+            num_blocks=num_blocks,
+            attn=set(attn_resolutions),
+            emb_channels=cemb,
+            block_kwargs=block_kwargs,
+        )
+        self.enc = self._build_encoder(img_channels + 1, **levels)  # + the constant ones channel
+        skips = [block.out_channels for block in self.enc.values()]
+        self.dec = self._build_decoder(skips, **levels)
+        self.out_conv = MPConv(cblock[0], img_channels, [3, 3])
+
+    @staticmethod
+    def _build_encoder(
+        in_channels: int,
+        *,
+        img_resolution: int,
+        widths: list[int],
+        num_blocks: int,
+        attn: set[int],
+        emb_channels: int,
+        block_kwargs: dict,
+    ) -> nn.ModuleDict:
+        enc = nn.ModuleDict()
+        cout = in_channels
+        for level, width in enumerate(widths):
             res = img_resolution >> level
             if level == 0:
-                cin, cout = cout, channels
-                self.enc[f"{res}x{res}_conv"] = MPConv(cin, cout, [3, 3])
+                enc[f"{res}x{res}_conv"] = MPConv(cout, width, [3, 3])
+                cout = width
             else:
-                self.enc[f"{res}x{res}_down"] = Block(cout, cout, cemb, "enc", "down", **block_kwargs)
+                enc[f"{res}x{res}_down"] = Block(cout, cout, emb_channels, "enc", "down", **block_kwargs)
             for idx in range(num_blocks):
-                cin, cout = cout, channels
-                self.enc[f"{res}x{res}_block{idx}"] = Block(
-                    cin, cout, cemb, "enc", attention=res in attn, **block_kwargs
+                enc[f"{res}x{res}_block{idx}"] = Block(
+                    cout, width, emb_channels, "enc", attention=res in attn, **block_kwargs
                 )
-        skips = [block.out_channels for block in self.enc.values()]
-        self.dec = nn.ModuleDict()
-        for level, channels in reversed(list(enumerate(cblock))):
+                cout = width
+        return enc
+
+    @staticmethod
+    def _build_decoder(
+        skips: list[int],
+        *,
+        img_resolution: int,
+        widths: list[int],
+        num_blocks: int,
+        attn: set[int],
+        emb_channels: int,
+        block_kwargs: dict,
+    ) -> nn.ModuleDict:
+        dec = nn.ModuleDict()
+        cout = skips[-1]
+        for level, width in reversed(list(enumerate(widths))):
             res = img_resolution >> level
-            if level == len(cblock) - 1:
-                self.dec[f"{res}x{res}_in0"] = Block(cout, cout, cemb, "dec", attention=True, **block_kwargs)
-                self.dec[f"{res}x{res}_in1"] = Block(cout, cout, cemb, "dec", **block_kwargs)
-            else:
-                self.dec[f"{res}x{res}_up"] = Block(cout, cout, cemb, "dec", "up", **block_kwargs)
-            for idx in range(num_blocks + 1):
-                cin, cout = cout + skips.pop(), channels
-                self.dec[f"{res}x{res}_block{idx}"] = Block(
-                    cin, cout, cemb, "dec", attention=res in attn, **block_kwargs
+            if level == len(widths) - 1:
+                dec[f"{res}x{res}_in0"] = Block(
+                    cout, cout, emb_channels, "dec", attention=True, **block_kwargs
                 )
-        self.out_conv = MPConv(cout, img_channels, [3, 3])
+                dec[f"{res}x{res}_in1"] = Block(cout, cout, emb_channels, "dec", **block_kwargs)
+            else:
+                dec[f"{res}x{res}_up"] = Block(cout, cout, emb_channels, "dec", "up", **block_kwargs)
+            for idx in range(num_blocks + 1):
+                cin = cout + skips.pop()
+                dec[f"{res}x{res}_block{idx}"] = Block(
+                    cin, width, emb_channels, "dec", attention=res in attn, **block_kwargs
+                )
+                cout = width
+        return dec
 
     def forward(self, x: Tensor, noise_labels: Tensor, class_labels: Tensor | None = None) -> Tensor:
         emb = self.emb_noise(self.emb_fourier(noise_labels))

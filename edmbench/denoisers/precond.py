@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from edmbench.denoisers.precond_base import Precond
+from edmbench.denoisers.precond_base import Precond, as_sigma
 from edmbench.sampling.schedules import iddpm_table
 
 
@@ -156,7 +156,8 @@ class iDDPMPrecond(Precond):  # noqa: N801 - EDM's class name, recorded in check
         return (flat - self.u.reshape(1, -1)).abs().argmin(dim=1).reshape(sigma.shape).to(sigma.device)
 
     def round_sigma(self, sigma: Tensor | float) -> Tensor:
-        sigma = torch.as_tensor(sigma)
+        """The nearest u_j, in sigma's dtype (float64 for Python numbers)."""
+        sigma = as_sigma(sigma)
         return self.u[self.sigma_index(sigma).to(self.u.device)].to(device=sigma.device, dtype=sigma.dtype)
 
     def coefficients(self, sigma: Tensor) -> tuple[float, Tensor, Tensor, Tensor]:

@@ -19,6 +19,11 @@ BACKBONES: dict[str, type[nn.Module]] = {"SongUNet": SongUNet, "DhariwalUNet": D
 REDUCED_PRECISION = (torch.float16, torch.bfloat16)
 
 
+def as_sigma(sigma: Tensor | float) -> Tensor:
+    """``sigma`` as a tensor: tensors unchanged, Python numbers as float64 (no silent rounding to float32)."""
+    return sigma if isinstance(sigma, Tensor) else torch.as_tensor(sigma, dtype=torch.float64)
+
+
 def build_backbone(model_type: str, **kwargs: Any) -> nn.Module:
     """Instantiate a backbone by EDM's class name."""
     if model_type not in BACKBONES:
@@ -82,7 +87,8 @@ class Precond(nn.Module):
         }
 
     def round_sigma(self, sigma: Tensor | float) -> Tensor:
-        return torch.as_tensor(sigma)
+        """Identity (EDM Table 1); Python numbers become float64 tensors."""
+        return as_sigma(sigma)
 
     def coefficients(self, sigma: Tensor) -> tuple[Tensor | float, Tensor, Tensor, Tensor]:
         """(c_skip, c_out, c_in, c_noise) at ``sigma`` of shape [B, 1, 1, 1] (EDM Table 1)."""

@@ -158,6 +158,7 @@ def test_round_sigma_identity_and_ranges() -> None:
     assert (net.sigma_min, net.sigma_max) == (0.0, math.inf)  # Sec. 4 table
     s = torch.tensor([0.1, 3.0], dtype=torch.float64)
     assert torch.equal(net.round_sigma(s), s)
+    assert net.round_sigma(0.3).dtype == torch.float64  # Python numbers are not rounded to float32
 
 
 def test_reduced_precision_is_cuda_only_and_channels_last_matches() -> None:
