@@ -230,6 +230,9 @@ def load(
     ``dtype`` is the backbone's compute precision: float32 (default, also for networks trained in fp16),
     bfloat16, or float16 for networks trained with it; reduced precision on CUDA only. Outputs are float32.
     """
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} requested but CUDA is not available here; use device='cpu'")
     path, fmt = resolve(name_or_path_or_url)
     fmt = fmt or detect_format(path)
     if fmt == "gmm-npz":

@@ -49,6 +49,9 @@ def test_channels_last_load_option(kit, tmp_path) -> None:
     torch.testing.assert_close(fast(x, 2.0), net(x, 2.0), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="CUDA only"):
         edmbench.load(path, dtype=torch.bfloat16)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            edmbench.load(path, device="cuda")
 
 
 def test_bad_native_files_are_refused(kit, tmp_path) -> None:
