@@ -73,6 +73,10 @@ def run_command(args: argparse.Namespace) -> int:
     if options.workers < 1 or options.batch_size < 1:
         raise ValueError("--workers and --batch-size must be >= 1")
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if options.evaluator == DEFAULT_EVALUATOR:
+        from edmbench.study.objective import preflight
+
+        preflight(spec)  # a missing weight file or an unreachable download fails here, before any work
     try:
         run_study(spec, options)
     except KeyboardInterrupt:
@@ -134,6 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "report":
             return report_command(_report_parser().parse_args(argv[1:]))
         return run_command(_run_parser().parse_args(argv))
-    except (SpecError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (SpecError, ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -129,6 +129,19 @@ def _counted(batches: Any, progress: Any) -> Iterator[Any]:
         yield batch
 
 
+def preflight(spec: StudySpec) -> None:
+    """Make every input local before any storage or work is created: the extractor and its weights, the
+    reference statistics and the model file (downloaded into the cache if it is a manifest URL)."""
+    from edmbench.metrics import features
+    from edmbench.pretrained import resolve
+
+    features.check_extractor_available(spec.metric.extractor,
+                                       spec.metric.weights and str(resolve_path(spec.metric.weights)))
+    _local(spec.metric.reference)
+    model = spec.denoiser.model
+    resolve(model if "://" in model or not resolve_path(model).is_file() else str(resolve_path(model)))
+
+
 def make_scorer(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64) -> Scorer:
     """Load what a study needs; a missing extractor weight file fails here, before any generation."""
     import torch
