@@ -42,8 +42,13 @@ class GaussianDenoiser:
     sigma_max = math.inf
     label_dim = 0
 
-    def __init__(self, image_shape: Sequence[int] = (1, 1, 2), mean: float | Tensor = 0.0, std: float = 0.5,
-                 out_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (1, 1, 2),
+        mean: float | Tensor = 0.0,
+        std: float = 0.5,
+        out_dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.image_shape = _check_image_shape(image_shape, math.prod(image_shape))
         if not (std > 0 and math.isfinite(std)):
             raise ValueError(f"std must be positive and finite, got {std}")
@@ -75,10 +80,15 @@ class GaussianMixtureDenoiser:
     sigma_min = 0.0
     sigma_max = math.inf
 
-    def __init__(self, weights: Sequence[float] | Tensor, means: Tensor | np.ndarray,
-                 covs: Tensor | np.ndarray,
-                 image_shape: Sequence[int] | None = None, component_classes: Sequence[int] | None = None,
-                 out_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        weights: Sequence[float] | Tensor,
+        means: Tensor | np.ndarray,
+        covs: Tensor | np.ndarray,
+        image_shape: Sequence[int] | None = None,
+        component_classes: Sequence[int] | None = None,
+        out_dtype: torch.dtype = torch.float32,
+    ) -> None:
         w = torch.as_tensor(np.asarray(weights), dtype=torch.float64)
         mu = torch.as_tensor(np.asarray(means), dtype=torch.float64)
         cov = torch.as_tensor(np.asarray(covs), dtype=torch.float64)
@@ -88,8 +98,10 @@ class GaussianMixtureDenoiser:
         self.component_classes, self.label_dim = _validate_classes(component_classes, w.shape[0])
         lam, vec = torch.linalg.eigh(cov)
         if not (lam > 0).all():
-            raise ValueError("covs must be positive definite (smallest eigenvalue "
-                             f"{lam.min().item():.3g}); add a small diagonal term")
+            raise ValueError(
+                "covs must be positive definite (smallest eigenvalue "
+                f"{lam.min().item():.3g}); add a small diagonal term"
+            )
         self._lam, self._vec_t = lam, vec.transpose(1, 2).contiguous()  # rows of U_k^T
         self.out_dtype = out_dtype
 
@@ -100,8 +112,9 @@ class GaussianMixtureDenoiser:
         B = x.shape[0]
         flat = x.to(torch.float64).reshape(B, -1)
         if flat.shape[1] != self.means.shape[1]:
-            raise ValueError(f"x has {flat.shape[1]} values per sample, "
-                             f"the mixture has {self.means.shape[1]}")
+            raise ValueError(
+                f"x has {flat.shape[1]} values per sample, the mixture has {self.means.shape[1]}"
+            )
         s2 = as_sigma_tensor(sigma, flat) ** 2  # [B, 1]
         logits, posts = [], []
         for k in range(self.means.shape[0]):
@@ -121,8 +134,9 @@ class GaussianMixtureDenoiser:
         if class_labels is None or self.label_dim == 0:
             return torch.zeros(batch, self.means.shape[0], dtype=torch.float64, device=device)
         if class_labels.shape != (batch, self.label_dim):
-            raise ValueError(f"class_labels must have shape [{batch}, {self.label_dim}], "
-                             f"got {tuple(class_labels.shape)}")
+            raise ValueError(
+                f"class_labels must have shape [{batch}, {self.label_dim}], got {tuple(class_labels.shape)}"
+            )
         member = class_labels.to(torch.float64)[:, self.component_classes.to(device)]  # [B, K]
         if not (member.sum(1) > 0).all():
             raise ValueError("class_labels selects a class with no mixture component")
@@ -138,8 +152,12 @@ class GaussianMixtureDenoiser:
 
     def save_npz(self, path: str | Path) -> None:
         """Write the mixture as an ``.npz`` (no pickles) that :meth:`from_npz` reads back exactly."""
-        arrays = {"weights": self.weights.numpy(), "means": self.means.numpy(), "covs": self.covs.numpy(),
-                  "image_shape": np.asarray(self.image_shape, dtype=np.int64)}
+        arrays = {
+            "weights": self.weights.numpy(),
+            "means": self.means.numpy(),
+            "covs": self.covs.numpy(),
+            "image_shape": np.asarray(self.image_shape, dtype=np.int64),
+        }
         if self.label_dim > 0:
             arrays["component_classes"] = self.component_classes.numpy()
         np.savez(Path(path), **arrays)
@@ -150,15 +168,22 @@ class GaussianMixtureDenoiser:
         with np.load(Path(path), allow_pickle=False) as data:
             keys = set(data.files)
             if not keys >= _NPZ_REQUIRED or not keys <= _NPZ_REQUIRED | _NPZ_OPTIONAL:
-                raise ValueError(f"{path}: a Gaussian-mixture .npz needs keys {sorted(_NPZ_REQUIRED)} "
-                                 f"(optional {sorted(_NPZ_OPTIONAL)}), found {sorted(keys)}")
+                raise ValueError(
+                    f"{path}: a Gaussian-mixture .npz needs keys {sorted(_NPZ_REQUIRED)} "
+                    f"(optional {sorted(_NPZ_OPTIONAL)}), found {sorted(keys)}"
+                )
             arrays = {k: data[k] for k in keys}
         for key in ("weights", "means", "covs"):
             if arrays[key].dtype.kind != "f":
                 raise ValueError(f"{path}: '{key}' must be a float array, got dtype {arrays[key].dtype}")
-        return cls(arrays["weights"], arrays["means"], arrays["covs"],
-                   image_shape=arrays["image_shape"].tolist(),
-                   component_classes=arrays.get("component_classes"), out_dtype=out_dtype)
+        return cls(
+            arrays["weights"],
+            arrays["means"],
+            arrays["covs"],
+            image_shape=arrays["image_shape"].tolist(),
+            component_classes=arrays.get("component_classes"),
+            out_dtype=out_dtype,
+        )
 
 
 def _validate_mixture(w: Tensor, mu: Tensor, cov: Tensor) -> None:
