@@ -1,0 +1,27 @@
+"""Optuna-driven FID studies from TOML specs (``run_study.py``; reference: ``docs/studies.md``).
+
+Public API (imported lazily, so ``import edmbench`` stays light): ``load_spec``, ``parse_spec``,
+``StudySpec``, ``SpecError``, ``RunOptions``, ``run_study``, ``trials_table``, ``write_report``,
+``make_plan``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "load_spec": "edmbench.study.spec", "parse_spec": "edmbench.study.spec",
+    "StudySpec": "edmbench.study.spec",
+    "SpecError": "edmbench.study._checks", "RunOptions": "edmbench.study.runner",
+    "run_study": "edmbench.study.runner", "trials_table": "edmbench.study.results",
+    "write_report": "edmbench.study.report", "make_plan": "edmbench.study.plan",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edmbench.study' has no attribute {name!r}")
