@@ -46,7 +46,7 @@ def sample_grid(uncond, cond, path: str | Path, config: SamplerConfig | None = N
         ax.set_title(f"{title}\nHeun, {config.num_steps} steps (NFE {config.nfe})", fontsize=10)
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 
@@ -69,6 +69,6 @@ def sampler_plot(rows: Sequence[dict], floor, path: str | Path) -> Path:
            title=f"digits-edm-uncond, n={rows[0]['n']} images per point")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return Path(path)
