@@ -78,7 +78,7 @@ def provenance(spec: StudySpec, device: str) -> dict[str, Any]:
     import torch
 
     return {"spec_hash": spec.spec_hash[:16], "code_version": code_version(),
-            "torch_version": torch.__version__,
+            "torch_version": torch.__version__, "threads": torch.get_num_threads(),
             "device": device, "dtype": spec.denoiser.dtype, "host": platform.node(),
             "model": spec.denoiser.model, "extractor": spec.metric.extractor,
             "reference": spec.metric.reference}

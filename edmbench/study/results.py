@@ -9,8 +9,8 @@ from edmbench.study.spec import StudySpec, parse_spec
 from edmbench.study.storage import ATTR_SPEC_TEXT
 
 RESCORE_PREFIX = "rescore:"
-PROVENANCE = ("spec_hash", "seeds", "code_version", "torch_version", "device", "dtype", "host", "model",
-              "extractor", "reference")
+PROVENANCE = ("spec_hash", "seeds", "code_version", "torch_version", "threads", "device", "dtype", "host",
+              "model", "extractor", "reference")
 NOTES = ("enqueue_label", "grid_index", "retry_of", "fail_reason", "pruned_reason")
 
 

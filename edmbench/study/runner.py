@@ -50,6 +50,7 @@ class RunOptions:
     grace_s: float = 60.0
     progress: bool = True
     evaluator: str = DEFAULT_EVALUATOR  # "module:factory" or "path/file.py:factory"
+    threads: int | None = None          # torch intra-op threads per worker process (None: leave as is)
 
     def storage_url(self, spec: StudySpec) -> str:
         return self.storage or default_storage_url(spec, self.runs_dir)
