@@ -61,10 +61,12 @@ def published_points(spec: StudySpec) -> list[Any]:
 
     points = list(spec.published)
     entry = read_manifest().get(spec.denoiser.model)
+    seen = {(p.nfe, p.fid) for p in points}
     for row in (entry.extra.get("published", []) if entry else []):
-        if "nfe" in row and "fid" in row:
-            label = f"{row.get('sampler', '')} {row.get('num_steps', '')} steps (manifest)".strip()
+        if "nfe" in row and "fid" in row and (int(row["nfe"]), float(row["fid"])) not in seen:
+            label = f"{spec.denoiser.model}, {row.get('sampler', 'sampler')} (manifest)"
             points.append(PublishedPoint(label, int(row["nfe"]), float(row["fid"]), row.get("source", "")))
+            seen.add((int(row["nfe"]), float(row["fid"])))
     return points
 
 

@@ -121,3 +121,33 @@ def test_shipped_specs_validate_and_plan(path):
     if spec.name != "quickstart":
         assert spec.published, "specs for real checkpoints state the published numbers they reproduce"
         assert plan.gpu_hours is not None, "specs for real checkpoints state an estimated GPU time"
+
+
+def test_quickstart_inputs_exist():
+    """The README's main-job spec validates with its files checked (the embedded default ships them)."""
+    spec = load_spec(REPO / "studies" / "quickstart.toml")
+    assert spec.enqueue[0].params["num_steps"] == 18 and spec.search.sampler == "tpe"
+
+
+def test_published_points_merge_spec_and_manifest_without_duplicates():
+    from edmbench.study.report import published_points
+
+    spec = load_spec(REPO / "studies" / "edm-table5-cifar10-vp.toml", check_files=False)
+    points = published_points(spec)
+    pairs = [(p.nfe, p.fid) for p in points]
+    assert (383, 2.27) in pairs and (35, 3.01) in pairs  # the spec's Table 5 row; the manifest's Table 2 row
+    assert len(pairs) == len(set(pairs))
+
+
+def test_real_checkpoint_spec_fails_before_any_work_without_inception_weights(tmp_path):
+    """No Inception weights and no network here: the run stops with the metrics package's message and
+    leaves no storage behind."""
+    from conftest import run_cli
+
+    from edmbench.metrics.features import inception_weights_path, network_available
+
+    if inception_weights_path() is not None or network_available():
+        pytest.skip("Inception weights are available here, so the run would start")
+    proc = run_cli(str(REPO / "studies" / "edm-rho-sweep.toml"), "--no-progress", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "Inception weights" in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -137,3 +137,40 @@ def test_kill_9_then_resume(assets, tmp_path):
     retry = after[after["retry_of"] == killed[0]]
     assert len(retry) == 1 and retry.iloc[0]["state"] == "COMPLETE"
     assert retry.iloc[0]["num_steps"] == dead["num_steps"] and retry.iloc[0]["rho"] == dead["rho"]
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(assets, tmp_path):
+    """SIGINT during a trial: exit code 130, the trial is retired with a retry enqueued; the same command
+    again finishes the budget."""
+    name, n_trials = "interrupted", 4
+    path = write_spec(tmp_path, spec_text(assets, name, n_trials=n_trials, num_images=384, rungs="[128]",
+                                          extra="[pruner]\ntype = \"none\"\n"))
+    url = f"sqlite:///{tmp_path / 'runs' / name / 'study.db'}"
+    args = [PYTHON, str(REPO / "run_study.py"), str(path), "--no-progress", "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        def one_done_one_running() -> bool:
+            try:
+                study = optuna.load_study(study_name=name, storage=url)
+            except KeyError:
+                return False
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            return (optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states)
+
+        _wait_for(lambda: (tmp_path / "runs" / name / "study.db").exists() and one_done_one_running(), 120,
+                  "a finished trial and a running one")
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _, before = _load(name, url)
+    assert not (before["state"] == "RUNNING").any()
+    stopped = before[before["retired"].notna()]
+    assert len(stopped) == 1 and "interrupted by the user" in stopped.iloc[0]["retired"]
+    assert (before["state"] == "WAITING").sum() == 1  # its retry
+    run_cli(str(path), "--no-progress", "--no-report", cwd=tmp_path, timeout=240)
+    _, after = _load(name, url)
+    assert len(results.counted(after)) == n_trials
+    assert after[after["retry_of"] == stopped.iloc[0]["number"]]["state"].tolist() == ["COMPLETE"]
