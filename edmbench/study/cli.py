@@ -124,9 +124,13 @@ def report_command(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, check_files=False) if args.spec else None
     name = spec.name if spec else args.study
     url = args.storage or default_storage_url(spec, args.runs_dir)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
-        raise FileNotFoundError(f"no study storage at {url}; run the study first")
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix) and not Path(url[len(prefix):]).is_file():
+            raise FileNotFoundError(f"no study storage at {url}; run the study first")
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+    except KeyError:
+        raise FileNotFoundError(f"no study {name!r} in storage {url}; run the study first") from None
     spec = spec_from_study(study) if spec is None else spec
     scorer = make_scorer(spec, device=args.device) if args.samples else None
     outdir = Path(args.out or Path(args.runs_dir) / name)
@@ -148,3 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, ValueError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """``edmbench study ARGS`` = ``python run_study.py ARGS`` (for ``edmbench.cli.COMMANDS``)."""
+    p = subparsers.add_parser("study", help="run a study from a TOML spec, or 'study report SPEC'",
+                              add_help=False)
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: main(args.argv))
