@@ -144,3 +144,11 @@ def test_grid_runs_every_point_once_in_process(assets, tmp_path, kind):
     assert len(table) == 6 and table["grid_index"].tolist() == list(range(6))
     assert table[["num_steps", "rho"]].drop_duplicates().shape[0] == 6
     assert table.loc[table["enqueue_label"].notna(), ["num_steps", "rho"]].values.tolist() == [[3, 7.0]]
+
+
+@pytest.mark.parametrize("sampler", ["gp", "cmaes", "random"])
+def test_other_optuna_samplers_run(assets, tmp_path, sampler):
+    text = spec_text(assets, f"s-{sampler}", search=f'sampler = "{sampler}"', n_trials=4, num_images=16,
+                     rungs="[8]").replace("n_startup_trials = 3", "n_startup_trials = 2")
+    _, table = _run(parse_spec(text), tmp_path)
+    assert len(results.counted(table)) == 4 and (table["state"] != "FAIL").all()
