@@ -23,13 +23,17 @@ def spec_from_study(study: Any) -> StudySpec:
 
 
 def knobs_of(trial: Any, spec: StudySpec) -> dict[str, Any]:
-    """Every SamplerConfig field of a trial (fixed + suggested + defaults); {} if they are invalid."""
+    """Every SamplerConfig field of a trial: fixed + suggested + defaults for knobs it did not use (a
+    searched knob that a stopped trial never chose is None)."""
     from edmbench.sampling import SamplerConfig
 
     try:
-        return SamplerConfig.from_dict({**spec.fixed, **trial.params}).to_dict()
+        knobs = SamplerConfig.from_dict({**spec.fixed, **trial.params}).to_dict()
     except (ValueError, TypeError):
-        return dict(trial.params)
+        knobs = dict(trial.params)
+    if trial.state.name not in ("COMPLETE", "PRUNED"):  # stopped before choosing: unknown, not default
+        knobs.update({p.name: None for p in spec.space if p.name not in trial.params})
+    return knobs
 
 
 def trial_row(trial: Any, spec: StudySpec) -> dict[str, Any]:

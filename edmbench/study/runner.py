@@ -182,7 +182,8 @@ def heartbeat(study: Any, trial_id: int, every_s: float) -> Iterator[None]:
 
 def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: RunOptions,
              progress: bars.TrialBar) -> str:
-    """Run one trial to a final state; returns that state's name. KeyboardInterrupt propagates."""
+    """Run one trial to a final state; returns that state's name. KeyboardInterrupt propagates (the
+    caller retires the trial)."""
     import optuna
 
     with heartbeat(study, trial._trial_id, options.heartbeat_s):
@@ -191,9 +192,6 @@ def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: Run
             state, reason = optuna.trial.TrialState.COMPLETE, None
         except optuna.TrialPruned:
             values, state, reason = None, optuna.trial.TrialState.PRUNED, None
-        except KeyboardInterrupt:
-            retire(study, study._storage.get_trial(trial._trial_id), "interrupted by the user", retry=True)
-            raise
         except Exception as exc:  # a failed trial is recorded with its reason and the study goes on
             values, state, reason = None, optuna.trial.TrialState.FAIL, f"{type(exc).__name__}: {exc}"
             _log.warning("trial %d failed: %s", trial.number, reason)
@@ -227,9 +225,14 @@ def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0,
                     break
                 time.sleep(min(options.heartbeat_s, 1.0))  # a dead worker's trial may still need a retry
                 continue
-            with bars.trial_bar(trial.number, spec.metric.num_images, worker_id,
-                                enabled=options.progress) as progress:
-                state = evaluate(study, trial, evaluator, options, progress)
+            try:
+                with bars.trial_bar(trial.number, spec.metric.num_images, worker_id,
+                                    enabled=options.progress) as progress:
+                    state = evaluate(study, trial, evaluator, options, progress)
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: retry this trial when the study is resumed
+                frozen = study._storage.get_trial(trial._trial_id)
+                retire(study, frozen, "interrupted by the user", retry=True)
+                raise
             counts[state] = counts.get(state, 0) + 1
             study_progress.refresh_from(study)
     return counts

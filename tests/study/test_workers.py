@@ -112,9 +112,10 @@ def test_kill_9_then_resume(assets, tmp_path):
                 study = optuna.load_study(study_name=name, storage=url)
             except KeyError:
                 return False
-            states = [t.state for t in study.get_trials(deepcopy=False)]
-            return (states.count(optuna.trial.TrialState.COMPLETE) >= 2
-                    and optuna.trial.TrialState.RUNNING in states)
+            trials = study.get_trials(deepcopy=False)
+            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            return len(done) >= 2 and len(running) == 1 and len(running[0].params) == 2  # knobs chosen
 
         _wait_for(two_done_one_running, 120, "two finished trials and a running one")
         os.kill(proc.pid, signal.SIGKILL)
@@ -155,8 +156,10 @@ def test_ctrl_c_stops_cleanly_and_resumes(assets, tmp_path):
                 study = optuna.load_study(study_name=name, storage=url)
             except KeyError:
                 return False
-            states = [t.state for t in study.get_trials(deepcopy=False)]
-            return (optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states)
+            trials = study.get_trials(deepcopy=False)
+            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            return bool(done) and len(running) == 1 and len(running[0].params) == 2
 
         _wait_for(lambda: (tmp_path / "runs" / name / "study.db").exists() and one_done_one_running(), 120,
                   "a finished trial and a running one")
