@@ -43,6 +43,7 @@ def _check_grid(table) -> None:
 def _check_budget(table, n_trials: int) -> None:
     """Exactly ``n_trials`` finished trials; anything else is a labelled over-budget race, never a result."""
     assert len(results.counted(table)) == n_trials, table[["number", "state", "retired"]]
+    assert not table["state"].isin(["RUNNING", "WAITING"]).any()  # nothing left behind
     assert table["number"].is_unique
     extra = table[table["retired"].notna()]
     assert extra["retired"].str.startswith("over budget").all()
