@@ -20,9 +20,6 @@ from edmbench.study._sections import resolve_path
 from edmbench.study.space import ConstraintViolation, suggest_knobs
 from edmbench.study.spec import StudySpec
 
-_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16", "float64": "float64"}
-
-
 # ---- validation of names that live in other packages ----------------------------------------------------
 
 def name_problems(spec: StudySpec, *, check_files: bool = True) -> list[str]:
@@ -138,8 +135,7 @@ def preflight(spec: StudySpec) -> None:
     features.check_extractor_available(spec.metric.extractor,
                                        spec.metric.weights and str(resolve_path(spec.metric.weights)))
     _local(spec.metric.reference)
-    model = spec.denoiser.model
-    resolve(model if "://" in model or not resolve_path(model).is_file() else str(resolve_path(model)))
+    resolve(_model_source(spec))
 
 
 def make_scorer(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64) -> Scorer:
@@ -153,11 +149,15 @@ def make_scorer(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64) -
     weights = spec.metric.weights and str(resolve_path(spec.metric.weights))
     features.check_extractor_available(spec.metric.extractor, weights)
     reference = load_reference(_local(spec.metric.reference))
-    model = spec.denoiser.model
-    model = model if "://" in model or not resolve_path(model).is_file() else str(resolve_path(model))
-    denoiser = load(model, device=device, dtype=getattr(torch, _DTYPES[spec.denoiser.dtype]))
+    denoiser = load(_model_source(spec), device=device, dtype=getattr(torch, spec.denoiser.dtype))
     extractor = features.get_extractor(spec.metric.extractor, weights, device=device)
     return Scorer(denoiser, extractor, reference, device, batch_size, class_policy(spec))
+
+
+def _model_source(spec: StudySpec) -> str:
+    """A manifest name or URL as given; a relative file path resolved like every spec path."""
+    model = spec.denoiser.model
+    return model if "://" in model or not resolve_path(model).is_file() else str(resolve_path(model))
 
 
 def _local(reference: str) -> str:
