@@ -135,6 +135,9 @@ def main() -> None:
     else:
         print(f"images until tpe within the grid optimum's error bar (FID <= {target:.3f}): {reached} = "
               f"{reached / grid_images:.1%} of the grid's images (goal <= 20%)")
+    exact = images_until(tpe, g_best["fid"])
+    print("images until tpe matched the grid's best FID itself: "
+          + (f"{exact} = {exact / grid_images:.1%} of the grid's images" if exact else "never"))
     print(f"final FIDs re-scored on fresh seeds 10000-{10000 + args.images - 1}: "
           f"grid best {fresh['grid']:.3f}, tpe best {fresh['tpe']:.3f}")
 
