@@ -94,6 +94,27 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def _wait_running(db: Path, url: str, name: str, n_done: int, timeout: float = 300) -> None:
+    """Wait until ``n_done`` trials are COMPLETE and one is RUNNING with its knobs chosen (one storage
+    object for all polls: opening an RDB storage is slow)."""
+    storage = None
+
+    def ready() -> bool:
+        nonlocal storage
+        if not db.exists():
+            return False
+        try:
+            storage = storage or open_storage(url)
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+        except Exception:  # the study (or its tables) is still being created by the other process
+            return False
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        return len(done) >= n_done and len(running) == 1 and len(running[0].params) == 2
+
+    _wait_for(ready, timeout, f"{n_done} finished trial(s) and a running one")
+
+
 def test_kill_9_then_resume(assets, tmp_path):
     """SIGKILL a running study; the same command again keeps finished trials, retries the killed one, and
     ends with exactly the requested number of trials."""
@@ -106,19 +127,7 @@ def test_kill_9_then_resume(assets, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        def two_done_one_running() -> bool:
-            if not (tmp_path / "runs" / name / "study.db").exists():
-                return False
-            try:
-                study = optuna.load_study(study_name=name, storage=url)
-            except KeyError:
-                return False
-            trials = study.get_trials(deepcopy=False)
-            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-            return len(done) >= 2 and len(running) == 1 and len(running[0].params) == 2  # knobs chosen
-
-        _wait_for(two_done_one_running, 120, "two finished trials and a running one")
+        _wait_running(tmp_path / "runs" / name / "study.db", url, name, n_done=2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -152,18 +161,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(assets, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        def one_done_one_running() -> bool:
-            try:
-                study = optuna.load_study(study_name=name, storage=url)
-            except KeyError:
-                return False
-            trials = study.get_trials(deepcopy=False)
-            running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-            done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-            return bool(done) and len(running) == 1 and len(running[0].params) == 2
-
-        _wait_for(lambda: (tmp_path / "runs" / name / "study.db").exists() and one_done_one_running(), 120,
-                  "a finished trial and a running one")
+        _wait_running(tmp_path / "runs" / name / "study.db", url, name, n_done=1)
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()
     finally:
