@@ -10,7 +10,7 @@ from edmbench.denoisers.base import CountingDenoiser, Denoiser, as_sigma_tensor
 
 
 class _Scale:
-    """D(x; sigma) = x / (1 + sigma^2): the exact denoiser for unit-variance Gaussian data (sigma_data = 1)."""
+    """D(x; sigma) = x / (1 + sigma^2): exact for unit-variance Gaussian data (sigma_data = 1)."""
 
     sigma_min, sigma_max, image_shape, label_dim = 0.0, float("inf"), (1, 2, 2), 0
 
@@ -51,7 +51,8 @@ def test_counting_denoiser_counts_calls_and_rows():
 def test_sigma_tensor_shapes():
     x = torch.zeros(4, 1, 2, 2)
     assert as_sigma_tensor(2.0, x).shape == (4, 1, 1, 1)
-    assert torch.equal(as_sigma_tensor(torch.arange(4.0), x).flatten(), torch.arange(4.0, dtype=torch.float64))
+    expected = torch.arange(4.0, dtype=torch.float64)
+    assert torch.equal(as_sigma_tensor(torch.arange(4.0), x).flatten(), expected)
     with pytest.raises(ValueError, match=r"shape \[4\]"):
         as_sigma_tensor(torch.ones(3), x)
 
