@@ -11,6 +11,7 @@ COMMANDS = {
     "convert": "edmbench.pretrained",
     "fid": "edmbench.metrics.cli",
     "ref": "edmbench.metrics.cli",
+    "study": "edmbench.study.cli",
 }
 
 

@@ -60,5 +60,5 @@ def test_sigma_tensor_shapes():
 def test_cli_lists_subcommands():
     out = subprocess.run([sys.executable, "-m", "edmbench", "--help"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    for command in ("convert", "fid", "ref"):
+    for command in ("convert", "fid", "ref", "study"):
         assert command in out.stdout
