@@ -16,7 +16,7 @@ import torch
 from edmbench.denoisers.pickles import load_edm_pickle
 from edmbench.pretrained import cached_path, read_manifest
 
-LISTINGS = Path(__file__).resolve().parents[3] / "shared" / "reference" / "state-dicts"
+LISTINGS = Path(__file__).resolve().parent / "state-dicts"  # copied from shared/reference/state-dicts
 RELEASES = sorted(n for n in read_manifest() if n.startswith(("edm-", "baseline-")))
 
 
