@@ -27,6 +27,10 @@ from torch import Tensor, nn
 from edmbench.digits.data import IMAGE_SHAPE, NUM_CLASSES, SPLIT_SEED, load_split
 
 VARIANTS = ("uncond", "cond")
+# Default iterations per variant. The unconditional model stops at the minimum of its held-out EDM loss
+# (0.3375 at 3,750 of a 6,000-iteration run, logged in the provenance history; 0.342 at 6,000); the
+# conditional model's held-out loss was still level at 6,000.
+DEFAULT_ITERATIONS = {"uncond": 3750, "cond": 6000}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Recipe:
     """Every science knob of one training run (recorded in the shipped file's provenance)."""
 
     variant: str = "uncond"
-    iterations: int = 6000
+    iterations: int | None = None  # None: DEFAULT_ITERATIONS[variant]
     batch_size: int = 128
     lr: float = 2e-3
     lr_rampup_iters: int = 200
@@ -52,6 +56,8 @@ class Recipe:
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; valid: {', '.join(VARIANTS)}")
+        if self.iterations is None:
+            object.__setattr__(self, "iterations", DEFAULT_ITERATIONS[self.variant])
         for name in ("iterations", "batch_size", "ema_halflife_images"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -174,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train the digits EDM model (see module docstring).")
     parser.add_argument("--variant", choices=VARIANTS, default="uncond")
     parser.add_argument("--out", required=True, help="native checkpoint path (.safetensors)")
-    parser.add_argument("--iterations", type=int, default=Recipe.iterations)
+    parser.add_argument("--iterations", type=int, default=None,
+                        help=f"default per variant: {DEFAULT_ITERATIONS}")
     parser.add_argument("--seed", type=int, default=Recipe.seed)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--checkpoint-every", type=int, default=0,
