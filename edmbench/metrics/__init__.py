@@ -3,8 +3,7 @@ statistics and error bars. Names load lazily so ``import edmbench.metrics`` stay
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edmbench._lazy import lazy_getattr
 
 _LAZY = {
     "StreamingStats": "edmbench.metrics.stats",
@@ -34,7 +33,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edmbench.metrics' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -7,8 +7,7 @@ Public API (imported lazily, so ``import edmbench`` stays light): ``load_spec``,
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edmbench._lazy import lazy_getattr
 
 _LAZY = {
     "load_spec": "edmbench.study.spec", "parse_spec": "edmbench.study.spec",
@@ -21,7 +20,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'edmbench.study' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
