@@ -17,14 +17,55 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edmbench", description=__doc__)
+    parser.add_argument("--version", action=_VersionAction, help="print the version and where the shipped "
+                        "data (pretrained/, studies/) lives, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in dict.fromkeys(COMMANDS.values()):
         importlib.import_module(module).add_parser(sub)
+    _add_quickstart(sub)
     return parser
 
 
+def _add_quickstart(sub: argparse._SubParsersAction) -> None:
+    """``edmbench quickstart [ARGS]`` = ``run_study.py <shipped quickstart.toml> [ARGS]``, from any folder."""
+    p = sub.add_parser("quickstart", add_help=False, help="run the shipped quickstart study on the embedded "
+                       "digits model (options as run_study.py, e.g. --dry-run, --n-trials N)")
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_quickstart)
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from edmbench.resources import shipped_specs
+    from edmbench.study.cli import main as study_main
+
+    return study_main([str(shipped_specs()["quickstart"]), *args.argv])
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        import edmbench
+        from edmbench.resources import describe
+
+        print(f"edmbench {edmbench.__version__}\n{describe()}")
+        parser.exit()
+
+
+# sub-commands whose own parser reads every argument after the name (argparse's REMAINDER drops leading
+# options such as ``edmbench study --dry-run SPEC``, so they are handed over verbatim)
+PASSTHROUGH = ("study", "quickstart")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    if argv and argv[0] in PASSTHROUGH:
+        args = parser.parse_args(argv[:1])
+        args.argv = argv[1:]
+    else:
+        args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -24,7 +24,9 @@ from typing import Any
 
 import torch
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+from edmbench.resources import pretrained_dir
+
+PRETRAINED_DIR = pretrained_dir()  # checkout: top-level pretrained/; wheel: packaged copy
 MANIFEST_PATH = PRETRAINED_DIR / "manifest.toml"
 CACHE_ENV = "EDMBENCH_CACHE"
 FORMATS = ("edm-pickle", "native", "gmm-npz")

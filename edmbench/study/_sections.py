@@ -230,9 +230,11 @@ def config_problems(fixed: dict[str, Any], space: Sequence[ParamSpec],
 
 
 def resolve_path(text: str) -> Path:
-    """A relative path is looked up in the working directory, then in the repository root."""
+    """A relative path is looked up in the working directory, then in the shipped data root (the checkout,
+    or the installed package's copy of ``pretrained/`` and ``studies/``; see :mod:`edmbench.resources`)."""
+    from edmbench.resources import data_path
+
     path = Path(text).expanduser()
     if path.is_absolute() or path.exists():
         return path
-    repo_root = Path(__file__).resolve().parents[2]
-    return repo_root / path if (repo_root / path).exists() else path
+    return data_path(path) if data_path(path).exists() else path

@@ -14,13 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edmbench.resources import find_spec
 from edmbench.study._checks import SpecError
 
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="run_study.py", description="Run an Optuna FID study from a TOML spec "
                                 "(re-running the same command resumes it). Sub-command: report.")
-    p.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
+    p.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml, or a shipped spec's name "
+                   "(quickstart, low-nfe-solvers, ...; see `edmbench --version` for where they live)")
     p.add_argument("--n-trials", type=int, help="trial budget (overrides [budget] n_trials)")
     p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 (default cpu)")
@@ -64,7 +66,7 @@ def run_command(args: argparse.Namespace) -> int:
     from edmbench.study.runner import DEFAULT_EVALUATOR, RunOptions, run_study
     from edmbench.study.spec import load_spec
 
-    spec = load_spec(args.spec)
+    spec = load_spec(find_spec(args.spec))  # a path, or a shipped spec name such as "quickstart"
     if args.dry_run:
         print("\n".join(make_plan(spec, args.n_trials).lines(spec)))
         return 0
@@ -98,7 +100,8 @@ def run_command(args: argparse.Namespace) -> int:
 def finish(spec: Any, options: Any) -> None:
     """Final re-scoring (if the spec asks) and the report, in ``RUNS/<study>/``."""
     from edmbench.study.objective import make_scorer
-    from edmbench.study.report import rescore, write_report
+    from edmbench.study.report import write_report
+    from edmbench.study.rescore import rescore
     from edmbench.study.storage import open_storage, open_study
 
     study = open_study(spec, open_storage(options.storage_url(spec)))
@@ -121,7 +124,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     if args.spec is None and not (args.storage and args.study):
         raise ValueError("report needs a spec, or --storage URL and --study NAME")
-    spec = load_spec(args.spec, check_files=False) if args.spec else None
+    spec = load_spec(find_spec(args.spec), check_files=False) if args.spec else None
     name = spec.name if spec else args.study
     url = args.storage or default_storage_url(spec, args.runs_dir)
     for prefix in ("sqlite:///", "journal:"):
