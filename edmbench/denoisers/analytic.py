@@ -26,6 +26,8 @@ from edmbench.denoisers.base import as_sigma_tensor
 
 _NPZ_REQUIRED = {"weights", "means", "covs", "image_shape"}
 _NPZ_OPTIONAL = {"component_classes"}
+MAX_MIXTURE_DIM = 4096  # D = C*H*W of a full-covariance mixture read from a file (32x32x3 = 3072 fits)
+MAX_MIXTURE_BYTES = 1 << 30  # declared size of a mixture .npz
 
 
 def _check_image_shape(image_shape: Sequence[int], dim: int) -> tuple[int, int, int]:
@@ -164,26 +166,47 @@ class GaussianMixtureDenoiser:
 
     @classmethod
     def from_npz(cls, path: str | Path, out_dtype: torch.dtype = torch.float32) -> GaussianMixtureDenoiser:
-        """Load and validate a mixture written by :meth:`save_npz`; bad keys, shapes or values raise."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            keys = set(data.files)
-            if not keys >= _NPZ_REQUIRED or not keys <= _NPZ_REQUIRED | _NPZ_OPTIONAL:
-                raise ValueError(
-                    f"{path}: a Gaussian-mixture .npz needs keys {sorted(_NPZ_REQUIRED)} "
-                    f"(optional {sorted(_NPZ_OPTIONAL)}), found {sorted(keys)}"
-                )
-            arrays = {k: data[k] for k in keys}
+        """Load and validate a mixture written by :meth:`save_npz` (bounded: ``edmbench.npzio.read_npz``).
+
+        Refusals are ``CheckpointError``s naming the file: keys, dtypes (float arrays; integer
+        ``image_shape`` and ``component_classes``), shapes consistent with K components of dimension
+        D <= ``MAX_MIXTURE_DIM``, and the values checked by the constructor.
+        """
+        from edmbench.errors import CheckpointError
+        from edmbench.npzio import read_npz
+
+        arrays = read_npz(path, "Gaussian-mixture", max_bytes=MAX_MIXTURE_BYTES)
+        keys = set(arrays)
+        if not keys >= _NPZ_REQUIRED or not keys <= _NPZ_REQUIRED | _NPZ_OPTIONAL:
+            raise CheckpointError(
+                f"{path}: a Gaussian-mixture .npz needs keys {sorted(_NPZ_REQUIRED)} "
+                f"(optional {sorted(_NPZ_OPTIONAL)}), found {sorted(keys)[:10]}"
+            )
         for key in ("weights", "means", "covs"):
             if arrays[key].dtype.kind != "f":
-                raise ValueError(f"{path}: '{key}' must be a float array, got dtype {arrays[key].dtype}")
-        return cls(
-            arrays["weights"],
-            arrays["means"],
-            arrays["covs"],
-            image_shape=arrays["image_shape"].tolist(),
-            component_classes=arrays.get("component_classes"),
-            out_dtype=out_dtype,
-        )
+                raise CheckpointError(f"{path}: '{key}' must be a float array, got dtype {arrays[key].dtype}")
+        for key in ("image_shape", "component_classes"):
+            if key in arrays and arrays[key].dtype.kind not in "iu":
+                raise CheckpointError(
+                    f"{path}: '{key}' must be an integer array, got dtype {arrays[key].dtype}"
+                )
+        means = arrays["means"]
+        if means.ndim != 2 or not 1 <= means.shape[1] <= MAX_MIXTURE_DIM:
+            raise CheckpointError(f"{path}: 'means' must be [K, D] with 1 <= D <= {MAX_MIXTURE_DIM}, "
+                                  f"got shape {means.shape}")
+        if arrays["image_shape"].shape != (3,):
+            raise CheckpointError(f"{path}: 'image_shape' must hold 3 integers (C, H, W)")
+        try:
+            return cls(
+                arrays["weights"],
+                means,
+                arrays["covs"],
+                image_shape=arrays["image_shape"].tolist(),
+                component_classes=arrays.get("component_classes"),
+                out_dtype=out_dtype,
+            )
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
 
 
 def _validate_mixture(w: Tensor, mu: Tensor, cov: Tensor) -> None:
@@ -208,8 +231,10 @@ def _validate_classes(component_classes: Sequence[int] | None, K: int) -> tuple[
     if component_classes is None:
         return torch.zeros(K, dtype=torch.long), 0
     cls = torch.as_tensor(np.asarray(component_classes))
-    if cls.shape != (K,) or cls.dtype.is_floating_point or (cls < 0).any():
-        raise ValueError(f"component_classes must be {K} non-negative integers, one per component")
+    if cls.shape != (K,) or cls.dtype.is_floating_point or (cls < 0).any() or (cls >= K).any():
+        raise ValueError(
+            f"component_classes must be {K} integers in [0, {K}), one per component (every class needs one)"
+        )
     label_dim = int(cls.max()) + 1
     missing = sorted(set(range(label_dim)) - set(cls.tolist()))
     if missing:

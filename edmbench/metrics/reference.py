@@ -163,8 +163,11 @@ def reference_for_dataset(path: str | os.PathLike, extractor_name: str, *, weigh
 
 
 def _is_stats_file(path: Path) -> bool:
+    """True for a statistics ``.npz`` (member ``mu.npy``); reads only the archive's directory."""
+    from edmbench.errors import CheckpointError
+
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return "mu" in data.files
-    except (zipfile.BadZipFile, ValueError, OSError) as err:
-        raise ValueError(f"{path} is not a readable .npz file: {err}") from err
+        with zipfile.ZipFile(path) as zf:
+            return "mu.npy" in zf.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable .npz file ({type(err).__name__})") from None

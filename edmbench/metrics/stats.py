@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,13 +161,11 @@ def load_reference(path: str | os.PathLike) -> ReferenceStats:
     """Read reference statistics from an EDM ``.npz`` (keys ``mu``, ``sigma``; optional ``n``, ``features``,
     ``provenance``). Wrong keys, shapes or non-finite values raise ``ValueError``; nothing is half-loaded."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"reference statistics file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise ValueError(f"{path} is not a readable .npz file of reference statistics: {err}") from err
+    from edmbench.npzio import read_npz  # bounded: sizes checked before inflating, numeric dtypes only
+
+    arrays = read_npz(path, "reference statistics", allow_unicode=("provenance",))
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if missing or unknown:
@@ -176,7 +173,15 @@ def load_reference(path: str | os.PathLike) -> ReferenceStats:
                          f"{list(OPTIONAL_KEYS)}); missing {missing}, unknown {unknown}")
     provenance = {"file": str(path)}
     if "provenance" in arrays:
-        provenance.update(json.loads(str(arrays["provenance"])))
+        try:
+            recorded = json.loads(str(arrays["provenance"]))
+        except (json.JSONDecodeError, RecursionError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            raise ValueError(f"{path}: 'provenance' must be a JSON object string")
+        provenance.update(recorded)
+    if "n" in arrays and (arrays["n"].size != 1 or arrays["n"].dtype.kind not in "iu"):
+        raise ValueError(f"{path}: 'n' must be one integer (the image count)")
     n = int(arrays["n"]) if "n" in arrays else None
     try:
         return ReferenceStats(arrays["mu"], arrays["sigma"], n=n, features=arrays.get("features"),
