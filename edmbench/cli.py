@@ -60,6 +60,8 @@ PASSTHROUGH = ("study", "quickstart")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # answered before the sub-commands (and their imports) load
+        _VersionAction(["--version"], "version")(argparse.ArgumentParser(prog="edmbench"))
     parser = build_parser()
     if argv and argv[0] in PASSTHROUGH:
         args = parser.parse_args(argv[:1])
