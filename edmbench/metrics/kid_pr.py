@@ -15,33 +15,61 @@ import numpy as np
 import torch
 
 
+def _position_keys(positions: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform key in [0, 1) per stream position (splitmix64 of position + seed): the same row gets the
+    same key however the stream is batched or split over ranks."""
+    with np.errstate(over="ignore"):
+        z = (positions.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)
+             + np.uint64(0x9E3779B97F4A7C15))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
 class FeatureReservoir:
-    """At most ``capacity`` feature rows of a stream, uniformly sampled, kept in stream order."""
+    """At most ``capacity`` feature rows of a stream, uniformly sampled, kept in stream order.
+
+    Row keys are a hash of the row's position in the stream, so the kept sample depends only on the
+    positions: reservoirs of disjoint parts of one stream (ranks) ``merge`` into the one-stream reservoir."""
 
     def __init__(self, capacity: int, seed: int = 0) -> None:
         if capacity < 1:
             raise ValueError(f"reservoir capacity must be >= 1, got {capacity}")
         self.capacity = int(capacity)
+        self.seed = int(seed)
         self.seen = 0
-        self._rng = np.random.default_rng(seed)
         self._index = np.zeros(0, dtype=np.int64)
         self._keys = np.zeros(0)
         self._rows: np.ndarray | None = None
 
-    def update(self, features) -> FeatureReservoir:
+    def update(self, features, positions: np.ndarray | None = None) -> FeatureReservoir:
+        """Add rows ``[B, D]`` at stream ``positions`` (default: the next B positions)."""
         rows = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features,
                           dtype=np.float32)
         if rows.ndim != 2:
             raise ValueError(f"features must have shape [B, D], got {rows.shape}")
-        keys = self._rng.random(rows.shape[0])
-        index = np.arange(self.seen, self.seen + rows.shape[0])
+        index = (np.arange(self.seen, self.seen + rows.shape[0]) if positions is None
+                 else np.asarray(positions, dtype=np.int64))
         self.seen += rows.shape[0]
-        self._keys = np.concatenate([self._keys, keys])
-        self._index = np.concatenate([self._index, index])
-        self._rows = rows if self._rows is None else np.concatenate([self._rows, rows])
-        if self._rows.shape[0] > self.capacity:
-            keep = np.sort(np.argpartition(self._keys, self.capacity - 1)[: self.capacity])
-            self._keys, self._index, self._rows = self._keys[keep], self._index[keep], self._rows[keep]
+        return self._keep(index, _position_keys(index, self.seed), rows)
+
+    def _keep(self, index: np.ndarray, keys: np.ndarray, rows: np.ndarray) -> FeatureReservoir:
+        index = np.concatenate([self._index, index])
+        keys = np.concatenate([self._keys, keys])
+        rows = rows if self._rows is None else np.concatenate([self._rows, rows])
+        if rows.shape[0] > self.capacity:
+            keep = np.argpartition(keys, self.capacity - 1)[: self.capacity]
+            index, keys, rows = index[keep], keys[keep], rows[keep]
+        order = np.argsort(index, kind="stable")
+        self._index, self._keys, self._rows = index[order], keys[order], rows[order]
+        return self
+
+    def merge(self, other: FeatureReservoir) -> FeatureReservoir:
+        """Fold in the reservoir of another, disjoint part of the same stream."""
+        if other._rows is not None:
+            self.seen += other.seen
+            self._keep(other._index, other._keys, other._rows)
         return self
 
     @property

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,19 @@ class ReferenceStats:
     @property
     def dim(self) -> int:
         return int(self.mu.shape[0])
+
+    @cached_property
+    def sqrt_sigma(self) -> np.ndarray:
+        """The symmetric PSD square root of ``sigma`` (computed once per reference; see ``symmetric_sqrt``)."""
+        return symmetric_sqrt(self.sigma)
+
+
+def symmetric_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """A^(1/2) = V diag(sqrt(max(lambda, 0))) V^T from ``sigma = V diag(lambda) V^T`` (float64; negative
+    rounding-level eigenvalues of a PSD matrix are clipped to 0)."""
+    lam, vec = np.linalg.eigh(np.asarray(sigma, dtype=np.float64))
+    root = vec * np.sqrt(np.clip(lam, 0.0, None))
+    return root @ vec.T
 
 
 def _validate(mu: np.ndarray, sigma: np.ndarray, features: np.ndarray | None) -> None:

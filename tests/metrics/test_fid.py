@@ -158,6 +158,8 @@ def test_without_uncertainty_there_is_no_error_bar(extractor, make_images):
     (r,) = fid_at_rungs([make_images(40, seed=9)], extractor, reference, uncertainty=None)
     assert r.n == 40 and math.isnan(r.fid_err) and r.fid > 0
     features = extract_features(extractor, make_images(40, seed=9))
+    # 40 rows in D = 64: the covariance has rank 39, and the square roots of its ~1e-16 zero eigenvalues
+    # (two algebraic paths: shifted sums vs Chan's centred merge) contribute ~1e-8 each
     assert r.fid == pytest.approx(frechet_distance(
         StreamingStats().update(features).mean, StreamingStats().update(features).cov,
-        reference.mu, reference.sigma), rel=1e-12)
+        reference.mu, reference.sigma), rel=1e-7)
