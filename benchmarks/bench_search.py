@@ -84,19 +84,19 @@ def images_until(table, target: float) -> int | None:
     """Images generated, in trial order, until a COMPLETE trial reaches FID <= target."""
     used = 0
     for _, row in table.sort_values("number").iterrows():
-        used += int(row["n_images"]) if row["n_images"] == row["n_images"] else 0
+        used += int(row["num_images"]) if row["num_images"] == row["num_images"] else 0
         if row["state"] == "COMPLETE" and row["fid"] <= target:
             return used
     return None
 
 
 def rescore_fid(spec, scorer, row, seed_start: int) -> float:
-    from edmbench.sampling import SamplerConfig
+    from edmbench.study.record import sampler_config
 
-    knobs = {"num_steps": int(row["num_steps"]), "rho": float(row["rho"])}
-    config = SamplerConfig.from_dict({**spec.fixed, **knobs})
+    config = sampler_config(spec.fixed, {"num_steps": int(row["num_steps"]), "rho": float(row["rho"])})
     seeds = range(seed_start, seed_start + spec.metric.num_images)
-    return list(scorer.score(config, seeds, ()))[-1].fid
+    _, scores = list(scorer.score(config, seeds, ()))[-1]
+    return scores["fid"].value
 
 
 def main() -> None:
@@ -114,9 +114,9 @@ def main() -> None:
         tpe_search = 'sampler = "tpe"\nseed = 0\nn_startup_trials = 6'
         tpe_text = spec_text("tpe", args.model, args.images, tpe_search, args.tpe_trials, "median")
         tpe_spec, tpe, tpe_s = run(tpe_text, folder)
-        g_best, t_best = results.best_row(grid), results.best_row(tpe)
+        g_best, t_best = results.best_row(grid, grid_spec), results.best_row(tpe, tpe_spec)
         target = g_best["fid"] + (g_best["fid_err"] or 0.0)
-        grid_images = int(grid["n_images"].sum())
+        grid_images = int(grid["num_images"].sum())
         reached = images_until(tpe, target)
         scorer = make_scorer(grid_spec)
         fresh = {name: rescore_fid(grid_spec, scorer, row, 10_000) for name, row in (("grid", g_best),
@@ -126,7 +126,7 @@ def main() -> None:
     print(f"grid: {len(grid)} trials ({(grid['state'] == 'PRUNED').sum()} pruned), {grid_images} images, "
           f"{grid_s:.0f} s; best FID {g_best['fid']:.3f} +- {g_best['fid_err']:.3f} at num_steps "
           f"{g_best['num_steps']}, rho {g_best['rho']:g}")
-    tpe_images = int(tpe["n_images"].sum())
+    tpe_images = int(tpe["num_images"].sum())
     print(f"tpe : {len(tpe)} trials ({(tpe['state'] == 'PRUNED').sum()} pruned), {tpe_images} "
           f"images, {tpe_s:.0f} s; best FID {t_best['fid']:.3f} +- {t_best['fid_err']:.3f} at num_steps "
           f"{t_best['num_steps']}, rho {t_best['rho']:g}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,9 +64,11 @@ def generated(denoiser, config: SamplerConfig, seeds: Sequence[int], class_polic
 
 
 def model_fid(denoiser, config: SamplerConfig, n: int, reference: ReferenceStats, extractor) -> RungResult:
-    """FID-digits of ``n`` images from seeds 0..n-1 against ``reference``."""
-    images, _ = generated(denoiser, config, range(n))
-    return fid_with_error(extract_features(extractor, images), reference)
+    """FID-digits of ``n`` images from seeds 0..n-1 against ``reference`` (the one scoring pipeline,
+    :func:`edmbench.metrics.evaluate.score_rungs`; 10-group jackknife)."""
+    from edmbench.metrics.evaluate import score_rungs
+
+    return list(score_rungs(denoiser, config, range(n), extractor, reference, batch_size=256))[-1]
 
 
 def conditional_accuracy(denoiser, config: SamplerConfig, seeds: Sequence[int], classifier) -> float:
@@ -89,12 +92,12 @@ def train_reference(extractor) -> ReferenceStats:
 
 def sampler_sweep(denoiser, n: int, reference: ReferenceStats, extractor,
                   sweep: Sequence[tuple[str, int]] = SWEEP) -> list[dict]:
-    """One row per (sampler, num_steps): nfe, fid, fid_err."""
+    """One row per (sampler, num_steps): nfe, num_images, fid, fid_err."""
     rows = []
     for sampler, num_steps in sweep:
         config = SamplerConfig(sampler=sampler, num_steps=num_steps)
         result = model_fid(denoiser, config, n, reference, extractor)
-        rows.append({"sampler": sampler, "num_steps": num_steps, "nfe": config.nfe, "n": result.n,
+        rows.append({"sampler": sampler, "num_steps": num_steps, "nfe": config.nfe, "num_images": result.n,
                      "fid": result.fid, "fid_err": result.fid_err})
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -106,7 +109,7 @@ def markdown_table(rows: Sequence[dict], floor: RungResult) -> str:
              "| --- | --- | --- | --- | --- | --- |",
              f"| real half A vs B (floor) | - | - | - | {floor.n} | {floor.fid:.3f} ± {floor.fid_err:.3f} |"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['sampler']} | {r['num_steps']} | {r['nfe']} | {r['n']} | "
+        lines.append(f"| {r['model']} | {r['sampler']} | {r['num_steps']} | {r['nfe']} | {r['num_images']} | "
                      f"{r['fid']:.3f} ± {r['fid_err']:.3f} |")
     return "\n".join(lines)
 
@@ -137,8 +140,8 @@ def gmm_rows(n: int, extractor) -> list[dict]:
     gmm, reference = load("digits-gmm"), load_reference(PRETRAINED_DIR / "digits-gmm-stats.npz")
     exact = quantize(gmm.sample_data(n, generator=torch.Generator().manual_seed(1)))
     floor = fid_with_error(extract_features(extractor, exact), reference)
-    rows = [{"model": "digits-gmm (exact samples)", "sampler": "-", "num_steps": "-", "nfe": "-", "n": n,
-             "fid": floor.fid, "fid_err": floor.fid_err}]
+    rows = [{"model": "digits-gmm (exact samples)", "sampler": "-", "num_steps": "-", "nfe": "-",
+             "num_images": n, "fid": floor.fid, "fid_err": floor.fid_err}]
     sweep = (("euler", 10), ("heun", 18))
     return rows + [{"model": "digits-gmm", **r} for r in sampler_sweep(gmm, n, reference, extractor, sweep)]
 
@@ -147,7 +150,7 @@ def summary(rows: list[dict], floor: RungResult, accuracy: float, cond_n: int) -
     """The issue's checks: Heun-35 / floor, Euler-10 - Heun-35 against the summed error bars, accuracy."""
     heun = next(r for r in rows if r["model"] == "digits-edm-uncond" and r["nfe"] == 35)
     euler = next(r for r in rows if r["model"] == "digits-edm-uncond" and r["nfe"] == 10)
-    return {"floor": {"n": floor.n, "fid": floor.fid, "fid_err": floor.fid_err},
+    return {"floor": {"num_images": floor.n, "fid": floor.fid, "fid_err": floor.fid_err},
             "heun35_over_floor": heun["fid"] / floor.fid, "euler10_minus_heun35": euler["fid"] - heun["fid"],
             "combined_error": euler["fid_err"] + heun["fid_err"],
             "conditional_accuracy": accuracy, "conditional_n": cond_n}
@@ -156,6 +159,7 @@ def summary(rows: list[dict], floor: RungResult, accuracy: float, cond_n: int) -
 def main(argv: list[str] | None = None) -> None:
     from edmbench.digits.plots import sample_grid, sampler_plot
     from edmbench.pretrained import load
+    from edmbench.provenance import provenance
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-reference", action="store_true", help="rewrite the shipped statistics")
@@ -165,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     extractor = get_extractor(EXTRACTOR_NAME)
     if args.write_reference:
         return write_references(extractor)
@@ -184,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown_table(rows, floor))
     print(json.dumps(report, indent=1))
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "digits-eval.json").write_text(json.dumps({**report, "rows": rows}, indent=1) + "\n")
+    record = {**report, "rows": rows, "provenance": provenance(device="cpu", dtype="float32"),
+              "wall_time_s": round(time.perf_counter() - start, 1)}
+    (args.out_dir / "digits-eval.json").write_text(json.dumps(record, indent=1) + "\n")
     uncond_rows = [r for r in rows if r["model"] == "digits-edm-uncond"]
     sampler_plot(uncond_rows, floor, args.out_dir / "digits-samplers.png")
     sample_grid(load("digits-edm-uncond"), load("digits-edm-cond"), args.out_dir / "digits-grid.png")

@@ -66,7 +66,7 @@ def sampler_plot(rows: Sequence[dict], floor, path: str | Path) -> Path:
     ax.axhspan(floor.fid - floor.fid_err, floor.fid + floor.fid_err, color="grey", alpha=0.3)
     ax.axhline(floor.fid, color="grey", ls="--", label=f"real-data floor (n={floor.n})")
     ax.set(xscale="log", yscale="log", xlabel="nfe", ylabel="FID-digits",
-           title=f"digits-edm-uncond, n={rows[0]['n']} images per point")
+           title=f"digits-edm-uncond, n={rows[0]['num_images']} images per point")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -128,7 +126,7 @@ def train(recipe: Recipe, log=print, checkpoint=None, log_every: int = 250) -> t
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=recipe.lr, betas=(0.9, 0.999), eps=1e-8)
     start, cpu_start, running, last_logged, history = time.time(), time.process_time(), 0.0, 0, []
-    record = {"wall_s": 0.0, "cpu_s": 0.0, "history": history}
+    record = {"wall_time_s": 0.0, "cpu_time_s": 0.0, "history": history}
     for it in range(1, recipe.iterations + 1):
         idx = torch.randint(len(data), (recipe.batch_size,), generator=gen)
         loss = edm_loss(net, data.images[idx], None if labels_all is None else labels_all[idx], recipe, gen)
@@ -140,11 +138,11 @@ def train(recipe: Recipe, log=print, checkpoint=None, log_every: int = 250) -> t
         update_ema(ema, net, ema_beta(recipe, it * recipe.batch_size))
         running += loss.item()
         if it % log_every == 0 or it == recipe.iterations:
-            record.update(wall_s=round(time.time() - start, 1),
-                          cpu_s=round(time.process_time() - cpu_start, 1))
+            record.update(wall_time_s=round(time.time() - start, 1),
+                          cpu_time_s=round(time.process_time() - cpu_start, 1))
             history.append({"iteration": it, "train_loss": round(running / (it - last_logged), 4),
                             "held_out_loss_ema": round(held_out_loss(ema, recipe), 4),
-                            "wall_s": record["wall_s"]})
+                            "wall_time_s": record["wall_time_s"]})
             running, last_logged = 0.0, it
             log(json.dumps(history[-1]))
             if checkpoint is not None:
@@ -152,27 +150,19 @@ def train(recipe: Recipe, log=print, checkpoint=None, log_every: int = 250) -> t
     return ema, record
 
 
-def git_commit() -> str:
-    """Current git commit of the source tree, or "unknown" outside a checkout."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def provenance(recipe: Recipe, record: dict, num_params: int) -> dict:
-    """What made the weights: data, split, recipe, iterations, wall time, versions, the command."""
+    """What made the weights: :func:`edmbench.provenance.provenance` (code, versions, device), data,
+    split, recipe, iterations, wall time, the command."""
+    from edmbench.provenance import provenance as environment
+
     command = (f"python -m edmbench.digits.train --variant {recipe.variant} --iterations {recipe.iterations} "
                f"--seed {recipe.seed}")
     return {
+        **environment(device="cpu", dtype="float32"),
         "dataset": "sklearn.datasets.load_digits (train split)", "split_seed": SPLIT_SEED,
-        "recipe": asdict(recipe), "iterations": recipe.iterations, "wall_s": record["wall_s"],
-        "cpu_s": record.get("cpu_s"),
-        "threads": torch.get_num_threads(), "num_params": num_params, "history": record["history"],
-        "torch": torch.__version__, "git_commit": git_commit(), "weights": "EMA",
-        "command": command,
+        "recipe": asdict(recipe), "iterations": recipe.iterations, "wall_time_s": record["wall_time_s"],
+        "cpu_time_s": record.get("cpu_time_s"), "num_params": num_params, "history": record["history"],
+        "weights": "EMA", "command": command,
     }
 
 
@@ -195,8 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         num_params = sum(p.numel() for p in ema.parameters())
         done = replace(recipe, iterations=iterations)
         save_native(ema, args.out, provenance=provenance(done, record, num_params))
-        print(f"saved {args.out}: {iterations} iterations, {num_params} parameters, {record['wall_s']} s",
-              flush=True)
+        print(f"saved {args.out}: {iterations} iterations, {num_params} parameters, "
+              f"{record['wall_time_s']} s", flush=True)
 
     def checkpoint(ema: nn.Module, iterations: int, record: dict) -> None:
         every = args.checkpoint_every

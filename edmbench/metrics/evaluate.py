@@ -1,26 +1,117 @@
-"""One-call FID of a denoiser + sampler settings on given seeds, and EDM's repeated-seed-range protocol.
+"""The scoring pipeline: denoiser + sampler settings + seeds -> images -> features -> results at rungs.
 
-``evaluate_fid`` wires the whole path: seeds -> ``generate_images`` -> extractor -> ``fid_at_rungs`` and
-returns an ``FIDResult`` record carrying its provenance. ``edm_protocol`` repeats it on disjoint seed ranges
-(EDM: 0-49999, 50000-99999, 100000-149999) and reports the minimum and the spread.
+:func:`score_rungs` is the one pipeline (used by ``edmbench fid``, the study objective and the digits
+evaluation): it generates the images of ``seeds`` without autograd, feeds them to the extractor and the
+reference statistics (``fid_at_rungs``) and, optionally, to per-batch ``meters`` (objectives that are not a
+function of the features), and yields a ``RungResult`` at each rung and at ``len(seeds)``. Batches are cut
+at the rungs, so a meter sees exactly the images of its rung.
+
+``evaluate_fid`` wraps it into an ``FIDResult`` record carrying :func:`edmbench.provenance.provenance`;
+``edm_protocol`` repeats it on disjoint seed ranges (EDM: 0-49999, 50000-99999, 100000-149999) and reports
+the minimum and the spread.
 """
 
 from __future__ import annotations
 
 import math
-import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
-from edmbench.generate import format_seeds, generate_images, parse_seeds, save_png
+from edmbench.generate import ImageBatch, format_seeds, generate_images, parse_seeds, save_png
 from edmbench.metrics.features import check_extractor_available, get_extractor
 from edmbench.metrics.fid import RungResult, fid_at_rungs
 from edmbench.metrics.kid_pr import KIDPROptions
 from edmbench.metrics.stats import ReferenceStats, load_reference
+
+
+@dataclass(frozen=True)
+class Score:
+    """One objective's value at one rung, its error bar (None: unknown) and, when the objective has
+    them, its per-seed values (``[num_images]``, in seed order) for paired statistics."""
+
+    value: float
+    err: float | None = None
+    per_seed: Any = None
+
+
+class Meter(Protocol):
+    """A per-batch accumulator for an objective that the feature statistics do not give."""
+
+    def update(self, batch: ImageBatch) -> None: ...
+
+    def result(self) -> Score: ...
+
+
+def score_rungs(denoiser, config, seeds: Sequence[int], extractor, reference: ReferenceStats,
+                rungs: Sequence[int] | None = None, *, batch_size: int = 64,
+                class_policy: str | int | None = "random", device: str = "cpu", noise_device: str = "cpu",
+                uncertainty: str | None = "jackknife", groups: int = 10, level: float = 0.95,
+                kid_pr: KIDPROptions | None = None, meters: Mapping[str, Meter] | None = None,
+                on_batch: Callable[[ImageBatch], None] | None = None) -> Iterator[RungResult]:
+    """Yield a ``RungResult`` at each of ``rungs`` below ``len(seeds)`` and at ``len(seeds)``.
+
+    ``extractor`` is a ready module; ``meters[name].result()`` lands in ``RungResult.extra[name]``;
+    ``on_batch`` sees every generated batch (progress, saving PNGs)."""
+    seeds = list(seeds) if not isinstance(seeds, range) else seeds
+    stops = sorted({*(r for r in (rungs or ()) if r < len(seeds)), len(seeds)})
+    if rungs and max(rungs) > len(seeds):
+        raise ValueError(f"rung {max(rungs)} exceeds the {len(seeds)} seeds")
+    meters = dict(meters or {})
+    batches = _tapped(generate_images(denoiser, config, seeds, batch_size=batch_size,
+                                      class_policy=class_policy, device=device, noise_device=noise_device),
+                      stops, meters, on_batch)
+    for result in fid_at_rungs(batches, extractor, reference, stops, uncertainty=uncertainty, groups=groups,
+                               level=level, kid_pr=kid_pr):
+        for name, meter in meters.items():
+            result.extra[name] = meter.result()
+        yield result
+
+
+def _tapped(batches: Iterable[ImageBatch], stops: Sequence[int], meters: Mapping[str, Meter],
+            on_batch: Callable[[ImageBatch], None] | None) -> Iterator[ImageBatch]:
+    """Generate each batch without autograd, cut it at the rungs, and feed the meters and ``on_batch``."""
+    done, source, pending = 0, iter(batches), list(stops)
+    while True:
+        with torch.no_grad():
+            batch = next(source, None)
+        if batch is None:
+            return
+        for piece in list(_cut(batch, done, pending)):
+            done += len(piece.seeds)
+            while pending and done >= pending[0]:
+                pending.pop(0)
+            for meter in meters.values():
+                meter.update(piece)
+            if on_batch is not None:
+                on_batch(piece)
+            yield piece
+
+
+def _cut(batch: ImageBatch, done: int, pending: Sequence[int]) -> Iterator[ImageBatch]:
+    """``batch`` split so that no piece crosses a rung (``done`` images came before it)."""
+    start = 0
+    for stop in pending:
+        end = min(stop - done, len(batch.seeds))
+        if end <= start:
+            continue
+        yield _slice(batch, start, end)
+        start = end
+        if start == len(batch.seeds):
+            return
+    if start < len(batch.seeds):
+        yield _slice(batch, start, len(batch.seeds))
+
+
+def _slice(batch: ImageBatch, start: int, end: int) -> ImageBatch:
+    if start == 0 and end == len(batch.seeds):
+        return batch
+    labels = batch.class_labels[start:end] if batch.class_labels is not None else None
+    return ImageBatch(batch.seeds[start:end], batch.images[start:end], labels, batch.nfe)
 
 
 @dataclass
@@ -28,13 +119,13 @@ class FIDResult:
     """FID with its image count and uncertainty, NFE, timing and provenance (one evaluation)."""
 
     fid: float
-    n: int
+    num_images: int
     fid_err: float
     fid_debiased: float
     interval: tuple[float, float]
     level: float
     nfe: float | None
-    wall_time: float
+    wall_time_s: float
     images_per_second: float
     extra: dict = field(default_factory=dict)
     rungs: list[RungResult] = field(default_factory=list)
@@ -53,31 +144,21 @@ class FIDResult:
         band = "" if math.isnan(lo) else (f"; debiased {self.fid_debiased:.5g}, {self.level:.0%} interval "
                                           f"[{lo:.5g}, {hi:.5g}]")
         nfe = "?" if self.nfe is None else f"{self.nfe:g}"
-        return (f"FID {self.fid:.5g}{err}{band}; n={self.n} NFE={nfe} wall {self.wall_time:.1f} s "
-                f"({self.images_per_second:.1f} img/s)")
+        return (f"FID {self.fid:.5g}{err}{band}; num_images={self.num_images} NFE={nfe} wall "
+                f"{self.wall_time_s:.1f} s ({self.images_per_second:.1f} img/s)")
 
 
-def _code_version() -> dict:
-    import edmbench
-
-    return {"edmbench": edmbench.__version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
-def _resolve_reference(reference: ReferenceStats | str | Path) -> ReferenceStats:
+def resolve_reference(reference: ReferenceStats | str | Path) -> ReferenceStats:
+    """Reference statistics as given, or loaded from a ``.npz`` path."""
     return reference if isinstance(reference, ReferenceStats) else load_reference(reference)
 
 
-def _resolve_extractor(extractor, weights_path, device) -> tuple[torch.nn.Module, str]:
+def resolve_extractor(extractor, weights_path, device) -> tuple[torch.nn.Module, str]:
+    """A registered extractor name (weights checked first) or a ready module, and its name."""
     if isinstance(extractor, str):
         check_extractor_available(extractor, weights_path)
         return get_extractor(extractor, weights_path, device), extractor
     return extractor, getattr(extractor, "name", type(extractor).__name__)
-
-
-def _saving(batches, outdir):
-    for batch in batches:
-        save_png(batch, outdir)
-        yield batch
 
 
 def evaluate_fid(denoiser, config, seeds: str | Sequence[int], reference: ReferenceStats | str | Path,
@@ -92,32 +173,33 @@ def evaluate_fid(denoiser, config, seeds: str | Sequence[int], reference: Refere
     ready extractor module. ``rungs`` adds intermediate results (``FIDResult.rungs``); the final result is at
     ``len(seeds)``. ``outdir`` also saves the PNGs in EDM's layout.
     """
+    from edmbench.provenance import provenance
+
     seeds = parse_seeds(seeds)
-    rungs = sorted({*(rungs or []), len(seeds)})
-    if rungs[-1] > len(seeds):
-        raise ValueError(f"rung {rungs[-1]} exceeds the {len(seeds)} seeds")
-    extractor, extractor_name = _resolve_extractor(extractor, weights_path, device)
-    reference = _resolve_reference(reference)
+    if rungs and max(rungs) > len(seeds):
+        raise ValueError(f"rung {max(rungs)} exceeds the {len(seeds)} seeds")
+    extractor, extractor_name = resolve_extractor(extractor, weights_path, device)
+    reference = resolve_reference(reference)
     if kid_pr is not None and kid_pr.any and reference.features is None:
         raise ValueError("KID and precision/recall need reference feature rows, but the reference statistics "
                          "hold only mu and sigma; build them with `edmbench ref --keep-features N`")
     start = time.perf_counter()
-    batches = generate_images(denoiser, config, seeds, batch_size=batch_size, class_policy=class_policy,
-                              device=device, noise_device=noise_device)
-    if outdir is not None:
-        batches = _saving(batches, outdir)
-    results = list(fid_at_rungs(batches, extractor, reference, rungs, uncertainty=uncertainty, groups=groups,
-                                level=level, kid_pr=kid_pr))
+    save = None if outdir is None else (lambda batch: save_png(batch, outdir))
+    results = list(score_rungs(denoiser, config, seeds, extractor, reference, rungs, batch_size=batch_size,
+                               class_policy=class_policy, device=device, noise_device=noise_device,
+                               uncertainty=uncertainty, groups=groups, level=level, kid_pr=kid_pr,
+                               on_batch=save))
     wall = time.perf_counter() - start
     last = results[-1]
-    provenance = {"sampler": config.to_dict(), "seeds": format_seeds(seeds), "n": len(seeds),
-                  "class_policy": class_policy, "extractor": extractor_name,
-                  "reference": reference.provenance,
-                  "uncertainty": uncertainty, "groups": groups, "device": str(device),
-                  "noise_device": str(noise_device), "batch_size": batch_size, **_code_version()}
-    return FIDResult(fid=last.fid, n=last.n, fid_err=last.fid_err, fid_debiased=last.fid_debiased,
-                     interval=last.interval, level=last.level, nfe=last.nfe, wall_time=wall,
-                     images_per_second=last.n / wall, extra=last.extra, rungs=results, provenance=provenance)
+    dtype = next((p.dtype for p in denoiser.parameters()), torch.float32) if hasattr(
+        denoiser, "parameters") else torch.float32
+    record = {**provenance(device=device, dtype=dtype), "sampler": config.to_dict(),
+              "seeds": format_seeds(seeds), "num_images": len(seeds), "class_policy": class_policy,
+              "extractor": extractor_name, "reference": reference.provenance, "uncertainty": uncertainty,
+              "groups": groups, "noise_device": str(noise_device), "batch_size": batch_size}
+    return FIDResult(fid=last.fid, num_images=last.n, fid_err=last.fid_err, fid_debiased=last.fid_debiased,
+                     interval=last.interval, level=last.level, nfe=last.nfe, wall_time_s=wall,
+                     images_per_second=last.n / wall, extra=last.extra, rungs=results, provenance=record)
 
 
 @dataclass
@@ -151,8 +233,8 @@ def edm_protocol(denoiser, config, reference, extractor="inception-v3-compat", *
     """Score ``repeats`` disjoint seed ranges of ``num_images`` (EDM: 3 x 50k from seed 0) and keep all."""
     if repeats < 1 or num_images < 2:
         raise ValueError(f"need repeats >= 1 and num_images >= 2, got {repeats} and {num_images}")
-    extractor, _ = _resolve_extractor(extractor, weights_path, device)
-    reference = _resolve_reference(reference)
+    extractor, _ = resolve_extractor(extractor, weights_path, device)
+    reference = resolve_reference(reference)
     results = []
     for i in range(repeats):
         lo = first_seed + i * num_images

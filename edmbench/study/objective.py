@@ -1,4 +1,4 @@
-"""The FID objective: trial -> sampler knobs -> generated images -> FID at image-count rungs -> Optuna.
+"""The study objective: trial -> sampler knobs -> images -> the spec's objectives at rungs -> Optuna.
 
 Every call into the sampling, generation, metrics and checkpoint packages lives in this module, so the
 rest of ``edmbench.study`` depends on them only through it.
@@ -8,45 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import platform
-import subprocess
 import time
 from collections.abc import Iterator
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from edmbench.study._sections import resolve_path
+from edmbench.study.objectives import get_objective, needs_kid
+from edmbench.study.record import TrialRecord, sampler_config
 from edmbench.study.space import ConstraintViolation, suggest_knobs
 from edmbench.study.spec import StudySpec
-
-# ---- validation of names that live in other packages ----------------------------------------------------
-
-def name_problems(spec: StudySpec, *, check_files: bool = True) -> list[str]:
-    """Problems with the model, extractor and class policy names (checked before any work)."""
-    problems = []
-    model = spec.denoiser.model
-    if model and check_files and "://" not in model:
-        from edmbench.pretrained import read_manifest
-
-        names = list(read_manifest())
-        if model not in names and not resolve_path(model).is_file():
-            from edmbench.study._checks import close_match
-
-            problems.append(f"[denoiser] model {model!r} is neither a manifest name nor an existing file"
-                            f"{close_match(model, names)}; manifest names: {', '.join(names)}")
-    from edmbench.metrics.features import extractor_names
-
-    valid = extractor_names()
-    if spec.metric.extractor and spec.metric.extractor not in valid:
-        from edmbench.study._checks import close_match
-
-        problems.append(f"[metric] extractor {spec.metric.extractor!r} is not registered"
-                        f"{close_match(spec.metric.extractor, valid)}; valid: {', '.join(valid)}")
-    policy = spec.denoiser.class_policy
-    if policy not in ("random", "none") and not (isinstance(policy, int) and not isinstance(policy, bool)):
-        problems.append(f"[denoiser] class_policy must be 'random', 'none' or a class index, got {policy!r}")
-    return problems
 
 
 def class_policy(spec: StudySpec) -> str | int | None:
@@ -55,28 +25,11 @@ def class_policy(spec: StudySpec) -> str | int | None:
 
 # ---- provenance ------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """``edmbench <version> (git <commit>[+dirty])`` when run from a git checkout."""
-    import edmbench
-
-    root = Path(edmbench.__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return f"edmbench {edmbench.__version__} (git {commit}{'+dirty' if dirty else ''})"
-    except (OSError, subprocess.SubprocessError):
-        return f"edmbench {edmbench.__version__}"
-
-
 def provenance(spec: StudySpec, device: str) -> dict[str, Any]:
-    import torch
+    """:func:`edmbench.provenance.provenance` plus what identifies the study's inputs."""
+    from edmbench.provenance import provenance as environment
 
-    return {"spec_hash": spec.spec_hash[:16], "code_version": code_version(),
-            "torch_version": torch.__version__, "threads": torch.get_num_threads(),
-            "device": device, "dtype": spec.denoiser.dtype, "host": platform.node(),
+    return {**environment(device=device, dtype=spec.denoiser.dtype), "spec_hash": spec.spec_hash[:16],
             "model": spec.denoiser.model, "extractor": spec.metric.extractor,
             "reference": spec.metric.reference}
 
@@ -93,37 +46,42 @@ class Scorer:
     device: str
     batch_size: int
     class_policy: str | int | None
+    objectives: tuple[str, ...] = ("fid",)
 
     def score(self, config: Any, seeds: range, rungs: tuple[int, ...], progress: Any = None) -> Iterator[Any]:
-        """Yield a RungResult at each rung and at ``len(seeds)`` (the final FID)."""
-        from edmbench.generate import generate_images
-        from edmbench.metrics.fid import fid_at_rungs
+        """Yield ``(RungResult, {objective: Score})`` at each rung and at ``len(seeds)`` (the final one) via
+        the one scoring pipeline, :func:`edmbench.metrics.evaluate.score_rungs`."""
+        from edmbench.metrics.evaluate import score_rungs
+        from edmbench.metrics.kid_pr import KIDPROptions
 
-        batches = generate_images(self.denoiser, config, list(seeds), batch_size=self.batch_size,
-                                  class_policy=self.class_policy, device=self.device)
-        for result in fid_at_rungs(_counted(batches, progress), self.extractor, self.reference,
-                                   [*rungs, len(seeds)]):
-            if not math.isfinite(result.fid):
-                raise FloatingPointError(f"FID is {result.fid} at {result.n} images")
+        image_objectives = [get_objective(n) for n in self.objectives if not get_objective(n).cost]
+        meters = {o.name: o.meter(self.denoiser, config, seeds, self.device)
+                  for o in image_objectives if o.meter is not None}
+        kid_pr = KIDPROptions(kid=True) if needs_kid(self.objectives) else None
+        counter = _Counter(progress)
+        for result in score_rungs(self.denoiser, config, seeds, self.extractor, self.reference, rungs,
+                                  batch_size=self.batch_size, class_policy=self.class_policy,
+                                  device=self.device, kid_pr=kid_pr, meters=meters, on_batch=counter):
+            scores = {o.name: o.score(result) for o in image_objectives}
+            primary = image_objectives[0]
+            value = scores[primary.name].value
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{primary.label} is {value} at {result.n} images")
             if progress is not None:
-                progress.rung(result.n, result.fid)
-            yield result
+                progress.rung(result.n, value)
+            yield result, scores
 
 
-def _counted(batches: Any, progress: Any) -> Iterator[Any]:
-    """Pass batches through, generating each without autograd and reporting the images done."""
-    import torch
+class _Counter:
+    """Counts the images generated so far and passes the count to the progress bar."""
 
-    done, source = 0, iter(batches)
-    while True:
-        with torch.no_grad():
-            batch = next(source, None)
-        if batch is None:
-            return
-        done += len(batch.seeds)
-        if progress is not None:
-            progress.images_done(done)
-        yield batch
+    def __init__(self, progress: Any) -> None:
+        self.progress, self.done = progress, 0
+
+    def __call__(self, batch: Any) -> None:
+        self.done += len(batch.seeds)
+        if self.progress is not None:
+            self.progress.images_done(self.done)
 
 
 def preflight(spec: StudySpec) -> None:
@@ -151,7 +109,7 @@ def make_scorer(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64) -
     reference = load_reference(_local(spec.metric.reference))
     denoiser = load(_model_source(spec), device=device, dtype=getattr(torch, spec.denoiser.dtype))
     extractor = features.get_extractor(spec.metric.extractor, weights, device=device)
-    return Scorer(denoiser, extractor, reference, device, batch_size, class_policy(spec))
+    return Scorer(denoiser, extractor, reference, device, batch_size, class_policy(spec), spec.objectives)
 
 
 def _model_source(spec: StudySpec) -> str:
@@ -178,48 +136,78 @@ def default_sampler() -> str:
 
 def trial_config(trial: Any, spec: StudySpec) -> Any:
     """The SamplerConfig for a trial: fixed knobs plus suggestions; constraints checked."""
-    from edmbench.sampling import SamplerConfig
-
     knobs = suggest_knobs(trial, spec.space, spec.fixed, spec.constraints, default_sampler())
-    return SamplerConfig.from_dict(knobs)
+    return sampler_config(knobs, {})
 
 
-class FIDObjective:
-    """Optuna objective: FID (and NFE) of one trial, reported at each rung for pruning."""
+class StudyObjective:
+    """Optuna objective: the spec's objectives of a trial; the first is reported at each rung (pruning)."""
 
     def __init__(self, spec: StudySpec, scorer: Scorer) -> None:
         self.spec, self.scorer = spec, scorer
         self.provenance = provenance(spec, scorer.device)
 
-    def __call__(self, trial: Any, progress: Any = None) -> float | tuple[float, float]:
+    def __call__(self, trial: Any, progress: Any = None) -> float | tuple[float, ...]:
         import optuna
 
         spec, start = self.spec, time.perf_counter()
         try:
             config = trial_config(trial, spec)
         except ConstraintViolation as exc:  # no work done; the sampler learns to avoid the region
-            trial.set_user_attr("pruned_reason", str(exc))
+            TrialRecord(num_images=0, wall_time_s=0.0, pruned_reason=str(exc)).write(trial)
             raise optuna.TrialPruned(str(exc)) from None
-        trial.set_user_attr("nfe", config.nfe)
-        trial.set_user_attr("provenance", {"seeds": f"{spec.seeds.start}-{spec.seeds.stop - 1}",
-                                           **self.provenance})
-        result = None
-        for result in self.scorer.score(config, spec.seeds, spec.metric.rungs, progress):
-            if result.n < spec.metric.num_images and not spec.multi_objective:
-                trial.report(result.fid, result.n)
-                if trial.should_prune():
-                    self._record(trial, result, start, pruned_reason=f"FID {result.fid:.4g} at {result.n} "
-                                 "images is worse than the pruner's threshold")
-                    raise optuna.TrialPruned()
-        self._record(trial, result, start)
-        return (result.fid, float(config.nfe)) if spec.multi_objective else result.fid
+        TrialRecord(nfe=config.nfe, provenance={"seeds": f"{spec.seeds.start}-{spec.seeds.stop - 1}",
+                                                **self.provenance}).write(trial)
+        primary = get_objective(spec.objectives[0])
+        counter, scores = _CountingProgress(progress), {}
+        try:
+            for result, scores in self.scorer.score(config, spec.seeds, spec.metric.rungs, counter):
+                if result.n < spec.metric.num_images and not spec.multi_objective:
+                    value = scores[primary.name].value
+                    trial.report(value, result.n)
+                    if trial.should_prune():
+                        reason = (f"{primary.label} {value:.4g} at {result.n} images is worse than the "
+                                  "pruner's threshold")
+                        self._record(trial, scores, result.n, start, pruned_reason=reason)
+                        raise optuna.TrialPruned()
+        except optuna.TrialPruned:
+            raise
+        except BaseException:  # a failed or interrupted trial still records how far it got
+            self._record(trial, scores, counter.images, start)
+            raise
+        self._record(trial, scores, result.n, start)
+        values = [float(config.nfe) if get_objective(n).cost else scores[n].value for n in spec.objectives]
+        return tuple(values) if spec.multi_objective else values[0]
 
     @staticmethod
-    def _record(trial: Any, result: Any, start: float, **extra: Any) -> None:
-        """The latest rung's FID, its error bar, its image count and the time so far (one write)."""
-        trial.set_user_attr("result", {"fid": float(result.fid), "fid_err": _finite_or_none(result.fid_err),
-                                       "n_images": int(result.n),
-                                       "wall_time_s": round(time.perf_counter() - start, 3), **extra})
+    def _record(trial: Any, scores: dict[str, Any], num_images: int, start: float,
+                pruned_reason: str | None = None) -> None:
+        """The latest rung's scores with their error bars, the image count and the time so far."""
+        flat = {}
+        for name, score in scores.items():
+            flat[name] = float(score.value)
+            flat[get_objective(name).err_column] = _finite_or_none(score.err)
+        TrialRecord(scores=flat, num_images=int(num_images), wall_time_s=time.perf_counter() - start,
+                    pruned_reason=pruned_reason).write(trial)
+
+
+FIDObjective = StudyObjective  # the name before objectives were registered
+
+
+class _CountingProgress:
+    """Passes progress on and keeps the images generated so far, so a failed trial records its count."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.images = inner, 0
+
+    def images_done(self, n: int) -> None:
+        self.images = n
+        if self.inner is not None:
+            self.inner.images_done(n)
+
+    def rung(self, n: int, value: float) -> None:
+        if self.inner is not None:
+            self.inner.rung(n, value)
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -227,6 +215,6 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def make_evaluator(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64,
-                   worker_id: int = 0) -> FIDObjective:
+                   worker_id: int = 0) -> StudyObjective:
     """The default evaluator factory used by the runner (one per worker process)."""
-    return FIDObjective(spec, make_scorer(spec, device=device, batch_size=batch_size))
+    return StudyObjective(spec, make_scorer(spec, device=device, batch_size=batch_size))

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from edmbench.study.record import is_retired
+
 
 class TrialBar:
     """What an evaluator reports while it works: images done so far and the FID at the last rung."""
@@ -37,8 +39,7 @@ class StudyBar:
 
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                   optuna.trial.TrialState.FAIL)
-        done = [t for t in study.get_trials(deepcopy=False, states=states)
-                if "edmbench:retired" not in t.system_attrs]
+        done = [t for t in study.get_trials(deepcopy=False, states=states) if not is_retired(t)]
         self._bar.n = len(done)
         best = _best_value(study)
         if best is not None:

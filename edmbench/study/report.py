@@ -1,45 +1,17 @@
 """Outputs in ``runs/<study>/`` from storage alone: CSV tables, PNG+SVG plots, sample grids, Markdown summary.
 
-Also the final re-scoring (EDM's protocol): the best k trials on the full image count with fresh seed
-ranges, stored in the study (user attrs ``rescore:<trial>:<seed_start>``) and reported apart from the
-search FIDs.
+This module only reads the storage and writes files; the final re-scoring is computed and stored by
+:mod:`edmbench.study.rescore`, and reported here apart from the search scores.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 from edmbench.study import results
 from edmbench.study.spec import StudySpec
-
-
-def rescore(study: Any, spec: StudySpec, scorer: Any) -> Any:
-    """Re-score the best ``top_k`` COMPLETE trials on each fresh seed range; resumable, idempotent."""
-    from edmbench.sampling import SamplerConfig
-
-    if spec.rescore is None or spec.multi_objective:
-        return results.rescore_table(study)
-    table = results.complete(results.trials_table(study, spec))
-    top = table.sort_values("fid").head(spec.rescore.top_k)
-    for _, row in top.iterrows():
-        params = study.trials[int(row["number"])].params
-        config = SamplerConfig.from_dict({**spec.fixed, **params})
-        for seed_start in spec.rescore.seed_starts:
-            key = results.rescore_key(int(row["number"]), seed_start)
-            if key in study.user_attrs:
-                continue
-            seeds, start = range(seed_start, seed_start + spec.rescore.num_images), time.perf_counter()
-            final = list(scorer.score(config, seeds, ()))[-1]
-            study.set_user_attr(key, {
-                "number": int(row["number"]), "search_fid": float(row["fid"]), "nfe": config.nfe,
-                "seed_start": seed_start, "seeds": f"{seeds.start}-{seeds.stop - 1}", "n_images": final.n,
-                "fid": float(final.fid),
-                "fid_err": None if math.isnan(final.fid_err) else float(final.fid_err),
-                "wall_time_s": round(time.perf_counter() - start, 3), **params})
-    return results.rescore_table(study)
 
 
 def _save(fig: Any, outdir: Path, name: str) -> list[str]:
@@ -85,42 +57,40 @@ def write_report(study: Any, spec: StudySpec, outdir: str | Path, *,
     if not rescored.empty:
         rescored.to_csv(outdir / "rescore.csv", index=False)
         written["tables"].append("rescore.csv")
+    objective = results.primary(spec)
     if not results.complete(table).empty:
-        figure = plots.fid_vs_nfe(table, published_points(spec), title=f"{spec.name}: FID vs NFE")
-        written["plots"] += _save(figure, outdir, "fid_vs_nfe")
-        if spec.multi_objective:
-            figure = plots.fid_nfe_pareto(table, results.pareto_rows(table))
-            written["plots"] += _save(figure, outdir, "pareto")
+        if objective.name == "fid":  # the published points and edmbench.plots are FID figures
+            figure = plots.fid_vs_nfe(table, published_points(spec), title=f"{spec.name}: FID vs NFE")
+            written["plots"] += _save(figure, outdir, "fid_vs_nfe")
+            if spec.multi_objective:
+                figure = plots.fid_nfe_pareto(table, results.pareto_rows(table, spec))
+                written["plots"] += _save(figure, outdir, "pareto")
         for name, fig in plots.optuna_figures(study, [p.name for p in spec.space]).items():
             written["plots"] += _save(fig, outdir, name)
     if scorer is not None:
-        written["samples"] += _sample_grid(table, spec, scorer, outdir)
+        written["samples"] += _sample_grid(study, table, spec, scorer, outdir)
     (outdir / "summary.md").write_text(summary_markdown(spec, table, rescored, written))
     return written
 
 
-def _sample_grid(table: Any, spec: StudySpec, scorer: Any, outdir: Path, n: int = 32) -> list[str]:
+def _sample_grid(study: Any, table: Any, spec: StudySpec, scorer: Any, outdir: Path,
+                 n: int = 32) -> list[str]:
     from edmbench import plots
     from edmbench.generate import generate_images
-    from edmbench.sampling import SamplerConfig
+    from edmbench.study.record import sampler_config
 
-    panels = []
-    for role, row in (("best", results.best_row(table)), ("baseline", results.baseline_row(table))):
+    panels, objective = [], results.primary(spec)
+    for role, row in (("best", results.best_row(table, spec)), ("baseline", results.baseline_row(table))):
         if row is None:
             continue
-        config = SamplerConfig.from_dict({k: _python(row[k]) for k in SamplerConfig().to_dict() if k in row
-                                          and _present(row[k])})
+        number = int(row["number"])
+        config = sampler_config(spec.fixed, study.trials[number].params)
         seeds = list(spec.seeds)[:n]
         images = [b.images for b in generate_images(scorer.denoiser, config, seeds, batch_size=n,
                                                     class_policy=scorer.class_policy, device=scorer.device)]
-        panels.append((f"{role}: trial {int(row['number'])}, NFE {config.nfe}, FID {row['fid']:.3f}",
-                       images[0]))
+        panels.append((f"{role}: trial {number}, NFE {config.nfe}, {objective.label} "
+                       f"{row[objective.name]:.3f}", images[0]))
     return _save(plots.sample_grids(panels), outdir, "samples") if panels else []
-
-
-def _python(value: Any) -> Any:
-    """numpy scalars from pandas -> Python numbers (SamplerConfig checks types strictly)."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def _present(value: Any) -> bool:
@@ -133,13 +103,16 @@ def _fmt_knobs(row: Any, spec: StudySpec) -> str:
                      for k in dict.fromkeys(names) if k in row and _present(row[k]))
 
 
-def _fid(row: Any) -> str:
-    err = row.get("fid_err")
-    return f"{row['fid']:.4f}" + (f" ± {err:.4f}" if err is not None and _present(err) else "")
+def _score(row: Any, objective: Any) -> str:
+    """``value ± error`` of ``objective`` in a table row (no error part when it is unknown)."""
+    err = row.get(objective.err_column)
+    return f"{row[objective.name]:.4f}" + (f" ± {err:.4f}" if err is not None and _present(err) else "")
 
 
 def summary_markdown(spec: StudySpec, table: Any, rescored: Any, written: dict[str, list[str]]) -> str:
     """The study's Markdown summary: counts, best settings, baseline comparison, re-scoring, files."""
+    objective = results.primary(spec)
+    label, name = objective.label, objective.name
     lines = [f"# Study `{spec.name}`", "", spec.description.strip(), ""]
     finished = results.counted(table)
     states = finished["state"].value_counts().to_dict() if not finished.empty else {}
@@ -147,31 +120,33 @@ def summary_markdown(spec: StudySpec, table: Any, rescored: Any, written: dict[s
     lines += [f"Trials finished: {len(finished)} ({by_state}); "
               f"images per trial: {spec.metric.num_images} (seeds {spec.seeds.start}-{spec.seeds.stop - 1}); "
               f"extractor `{spec.metric.extractor}`; reference `{spec.metric.reference}`.", ""]
-    best, base = results.best_row(table), results.baseline_row(table)
+    best, base = results.best_row(table, spec), results.baseline_row(table)
     if spec.multi_objective:
-        lines += ["## Pareto front (FID vs NFE)", "", "| trial | NFE | FID | settings |", "|---|---|---|---|"]
-        lines += [f"| {int(r['number'])} | {int(r['nfe'])} | {_fid(r)} | {_fmt_knobs(r, spec)} |"
-                  for _, r in results.pareto_rows(table).iterrows()]
+        lines += [f"## Pareto front ({label} vs NFE)", "", f"| trial | NFE | {label} | settings |",
+                  "|---|---|---|---|"]
+        lines += [f"| {int(r['number'])} | {int(r['nfe'])} | {_score(r, objective)} | {_fmt_knobs(r, spec)} |"
+                  for _, r in results.pareto_rows(table, spec).iterrows()]
     elif best is not None:
         lines += ["## Best settings", "", f"Trial {int(best['number'])}: {_fmt_knobs(best, spec)}; "
-                  f"NFE {int(best['nfe'])}; FID {_fid(best)} at {int(best['n_images'])} images.", ""]
+                  f"NFE {int(best['nfe'])}; {label} {_score(best, objective)} at {int(best['num_images'])} "
+                  "images.", ""]
     if base is not None and best is not None:
-        delta = best["fid"] - base["fid"]
+        delta = best[name] - base[name]
         lines += ["## Against the baseline", "", f"Baseline `{base['enqueue_label']}` (trial "
                   f"{int(base['number'])}): {_fmt_knobs(base, spec)}; NFE {int(base['nfe'])}; "
-                  f"FID {_fid(base)}.",
-                  f"Best minus baseline: {delta:+.4f} FID at NFE {int(best['nfe'])} vs "
+                  f"{label} {_score(base, objective)}.",
+                  f"Best minus baseline: {delta:+.4f} {label} at NFE {int(best['nfe'])} vs "
                   f"{int(base['nfe'])}.", ""]
     if not rescored.empty:
-        lines += ["## Final re-scoring (fresh seeds, full image count; not the search FIDs)", "",
-                  "| trial | seeds | images | FID | search FID |", "|---|---|---|---|---|"]
-        lines += [f"| {int(r['number'])} | {r['seeds']} | {int(r['n_images'])} | {_fid(r)} | "
-                  f"{r['search_fid']:.4f} |"
+        lines += [f"## Final re-scoring (fresh seeds, full image count; not the search {label}s)", "",
+                  f"| trial | seeds | images | {label} | search {label} |", "|---|---|---|---|---|"]
+        lines += [f"| {int(r['number'])} | {r['seeds']} | {int(r['num_images'])} | {_score(r, objective)} | "
+                  f"{r[f'search_{name}']:.4f} |"
                   for _, r in rescored.iterrows()]
-        lines += ["", "EDM's protocol reports the minimum over seed ranges: "
-                  + "; ".join(f"trial {int(k)}: {v:.4f}"
-                              for k, v in rescored.groupby("number")["fid"].min().items()),
-                  ""]
+        best_of = rescored.groupby("number")[name]
+        summary = best_of.min() if objective.direction == "minimize" else best_of.max()
+        lines += ["", "EDM's protocol reports the best over seed ranges: "
+                  + "; ".join(f"trial {int(k)}: {v:.4f}" for k, v in summary.items()), ""]
     if spec.published:
         lines += ["## Published numbers this study should reproduce", ""]
         lines += [f"- {p.label}: FID {p.fid} at NFE {p.nfe} ({p.source})" for p in spec.published]

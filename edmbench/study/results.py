@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from edmbench.study.objectives import get_objective, score_columns
+from edmbench.study.record import TrialRecord, rescore_records, sampler_config
 from edmbench.study.spec import StudySpec, parse_spec
 from edmbench.study.storage import ATTR_SPEC_TEXT
 
-RESCORE_PREFIX = "rescore:"
-PROVENANCE = ("spec_hash", "seeds", "code_version", "torch_version", "threads", "device", "dtype", "host",
-              "model", "extractor", "reference")
-NOTES = ("enqueue_label", "grid_index", "retry_of", "fail_reason", "pruned_reason")
+PROVENANCE_COLUMNS = ("spec_hash", "seeds", "edmbench_version", "git_commit", "python_version",
+                      "torch_version", "threads", "device", "dtype", "host", "model", "extractor",
+                      "reference")
 
 
 def spec_from_study(study: Any) -> StudySpec:
@@ -25,10 +26,8 @@ def spec_from_study(study: Any) -> StudySpec:
 def knobs_of(trial: Any, spec: StudySpec) -> dict[str, Any]:
     """Every SamplerConfig field of a trial: fixed + suggested + defaults for knobs it did not use (a
     searched knob that a stopped trial never chose is None)."""
-    from edmbench.sampling import SamplerConfig
-
     try:
-        knobs = SamplerConfig.from_dict({**spec.fixed, **trial.params}).to_dict()
+        knobs = sampler_config(spec.fixed, trial.params).to_dict()
     except (ValueError, TypeError):
         knobs = dict(trial.params)
     if trial.state.name not in ("COMPLETE", "PRUNED"):  # stopped before choosing: unknown, not default
@@ -37,19 +36,17 @@ def knobs_of(trial: Any, spec: StudySpec) -> dict[str, Any]:
 
 
 def trial_row(trial: Any, spec: StudySpec) -> dict[str, Any]:
-    from edmbench.study.runner import ATTR_RETIRED
-
-    attrs = {**trial.user_attrs, **trial.user_attrs.get("result", {}),
-             **trial.user_attrs.get("provenance", {})}
-    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
-                           "retired": trial.system_attrs.get(ATTR_RETIRED)}
+    record = TrialRecord.read(trial)
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name, "retired": record.retired}
     row.update(knobs_of(trial, spec))
-    row.update({"nfe": attrs.get("nfe"), "fid": attrs.get("fid"), "fid_err": attrs.get("fid_err"),
-                "n_images": attrs.get("n_images"), "wall_time_s": attrs.get("wall_time_s")})
+    row["nfe"] = record.nfe
+    row.update({column: record.scores.get(column) for column in score_columns(spec.objectives)})
+    row.update({"num_images": record.num_images, "wall_time_s": record.wall_time_s})
     if trial.datetime_start is not None and trial.datetime_complete is not None:
         row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
-    row.update({key: attrs.get(key) for key in NOTES})
-    row.update({key: attrs.get(key) for key in PROVENANCE})
+    row.update(record.notes())
+    provenance = record.provenance or {}
+    row.update({key: provenance.get(key) for key in PROVENANCE_COLUMNS})
     row["datetime_start"] = trial.datetime_start
     row["datetime_complete"] = trial.datetime_complete
     return row
@@ -75,12 +72,25 @@ def complete(table: Any) -> Any:
     return table[table["state"] == "COMPLETE"] if not table.empty else table
 
 
-def best_row(table: Any) -> Any | None:
-    """The COMPLETE trial with the lowest FID (pruned trials never qualify)."""
+def primary(spec: StudySpec) -> Any:
+    """The objective that ranks trials (the first of ``[study] objectives``)."""
+    return get_objective(spec.objectives[0])
+
+
+def ranked(table: Any, spec: StudySpec) -> Any:
+    """COMPLETE trials, best first by the primary objective (pruned trials never qualify)."""
     done = complete(table)
     if done.empty:
-        return None
-    return done.loc[done["fid"].astype(float).idxmin()]
+        return done
+    objective = primary(spec)
+    return done.assign(_key=done[objective.name].astype(float)).sort_values(
+        "_key", ascending=objective.direction == "minimize", kind="stable").drop(columns="_key")
+
+
+def best_row(table: Any, spec: StudySpec) -> Any | None:
+    """The COMPLETE trial with the best primary objective."""
+    done = ranked(table, spec)
+    return None if done.empty else done.iloc[0]
 
 
 def baseline_row(table: Any) -> Any | None:
@@ -92,24 +102,22 @@ def baseline_row(table: Any) -> Any | None:
     return None if labelled.empty else labelled.iloc[0]
 
 
-def pareto_rows(table: Any) -> Any:
-    """COMPLETE trials not dominated in (FID, NFE), sorted by NFE."""
-    done = complete(table).sort_values(["nfe", "fid"])
+def pareto_rows(table: Any, spec: StudySpec) -> Any:
+    """COMPLETE trials not dominated in (primary objective, NFE), sorted by NFE."""
+    objective = primary(spec)
+    sign = 1.0 if objective.direction == "minimize" else -1.0
+    done = complete(table).assign(_key=lambda t: sign * t[objective.name].astype(float))
+    done = done.sort_values(["nfe", "_key"])
     best, keep = float("inf"), []
     for index, row in done.iterrows():
-        if row["fid"] < best:
-            best = row["fid"]
+        if row["_key"] < best:
+            best = row["_key"]
             keep.append(index)
-    return done.loc[keep]
-
-
-def rescore_key(number: int, seed_start: int) -> str:
-    return f"{RESCORE_PREFIX}{number}:{seed_start}"
+    return done.loc[keep].drop(columns="_key")
 
 
 def rescore_table(study: Any) -> Any:
     """Final re-scoring results (EDM protocol: fresh seed ranges, full image count), one row each."""
     import pandas as pd
 
-    rows = [value for key, value in sorted(study.user_attrs.items()) if key.startswith(RESCORE_PREFIX)]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rescore_records(study))

@@ -16,11 +16,12 @@ from typing import Any
 
 from edmbench.study import _sections as sec
 from edmbench.study._checks import Reader, SpecError, close_match
+from edmbench.study.objectives import needs_kid, objectives_problems
 from edmbench.study.space import Constraint, ParamSpec, parse_constraint, read_param
 
 SECTIONS = ("study", "denoiser", "metric", "search", "pruner", "budget", "fixed", "space", "enqueue",
             "rescore", "published", "estimate")
-OBJECTIVES = (("fid",), ("fid", "nfe"))
+DEFAULT_OBJECTIVE = "fid"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -119,11 +120,11 @@ def _read_study(table: Any, problems: list[str]) -> dict[str, Any]:
     name = r.string("name", required=True) or "unnamed"
     if not _NAME.match(name):
         r.fail(f"name {name!r} must be letters, digits, '_', '-', '.' (it names runs/<name>/)")
-    objectives = tuple(r.list_of("objectives", lambda v: isinstance(v, str), "strings", ["fid"]))
-    if objectives not in OBJECTIVES:
-        r.fail(f"objectives = {list(objectives)} is not valid; valid: "
-               + " or ".join(str(list(o)) for o in OBJECTIVES))
-        objectives = ("fid",)
+    objectives = tuple(r.list_of("objectives", lambda v: isinstance(v, str), "strings", [DEFAULT_OBJECTIVE]))
+    for problem in objectives_problems(objectives):
+        r.fail(problem)
+    if objectives_problems(objectives):
+        objectives = (DEFAULT_OBJECTIVE,)
     return {"name": name, "description": r.string("description", default="") or "",
             "objectives": objectives}
 
@@ -173,6 +174,41 @@ def _check_whole(spec: StudySpec, problems: list[str], check_files: bool) -> Non
         problems.append(f"[metric] rungs {bad_rungs} must be below num_images = {spec.metric.num_images} "
                         "(the final FID is always computed at num_images)")
     problems.extend(sec.config_problems(spec.fixed, spec.space, spec.enqueue))
-    from edmbench.study.objective import name_problems
-
     problems.extend(name_problems(spec, check_files=check_files))
+    if needs_kid(spec.objectives) and check_files and not _has_feature_rows(spec.metric.reference):
+        problems.append(f"[metric] reference {spec.metric.reference!r} holds no feature rows, which "
+                        f"objectives {list(spec.objectives)} need (build it with `edmbench ref "
+                        "--keep-features N`)")
+
+
+def name_problems(spec: StudySpec, *, check_files: bool = True) -> list[str]:
+    """Problems with the model, extractor and class policy names (checked before any work)."""
+    problems = []
+    model = spec.denoiser.model
+    if model and check_files and "://" not in model:
+        from edmbench.pretrained import read_manifest
+
+        names = list(read_manifest())
+        if model not in names and not sec.resolve_path(model).is_file():
+            problems.append(f"[denoiser] model {model!r} is neither a manifest name nor an existing file"
+                            f"{close_match(model, names)}; manifest names: {', '.join(names)}")
+    from edmbench.metrics.features import extractor_names
+
+    valid = extractor_names()
+    if spec.metric.extractor and spec.metric.extractor not in valid:
+        problems.append(f"[metric] extractor {spec.metric.extractor!r} is not registered"
+                        f"{close_match(spec.metric.extractor, valid)}; valid: {', '.join(valid)}")
+    policy = spec.denoiser.class_policy
+    if policy not in ("random", "none") and not (isinstance(policy, int) and not isinstance(policy, bool)):
+        problems.append(f"[denoiser] class_policy must be 'random', 'none' or a class index, got {policy!r}")
+    return problems
+
+
+def _has_feature_rows(reference: str) -> bool:
+    """Whether a local reference ``.npz`` keeps feature rows (a URL is checked when it is fetched)."""
+    if "://" in reference or not sec.resolve_path(reference).is_file():
+        return True
+    import numpy as np
+
+    with np.load(sec.resolve_path(reference)) as data:
+        return "features" in data.files

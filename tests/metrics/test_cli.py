@@ -33,13 +33,13 @@ def test_ref_then_fid_match_the_python_api(files, capsys, monkeypatch):
             "--set", "s_churn=0.5", "--rungs", "30", "--batch-size", "25", "--json", str(files / "out.json")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "rung n=30" in out and "n=60 NFE=5" in out
+    assert "rung n=30" in out and "num_images=60 NFE=5" in out
     record = json.loads((files / "out.json").read_text())
     config = SamplerConfig(sampler="heun", num_steps=3, s_churn=0.5)
     expected = evaluate_fid(GaussianMixtureDenoiser.from_npz(files / "gmm.npz"), config, "0-59",
                             files / "ref.npz", "random-conv", batch_size=25)
     # same images and features; the CLI's rung at 30 splits the statistics updates differently: rounding only
-    assert record["fid"] == pytest.approx(expected.fid, rel=1e-9) and record["n"] == 60 and record["nfe"] == 5
+    assert record["fid"] == pytest.approx(expected.fid, rel=1e-9) and record["num_images"] == 60 and record["nfe"] == 5
     assert record["provenance"]["sampler"] == config.to_dict()
 
 

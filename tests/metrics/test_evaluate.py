@@ -25,11 +25,11 @@ def test_evaluate_fid_record_and_saved_pngs_score_the_same_elsewhere(tmp_path, g
                                                                      reference):
     result = evaluate_fid(gaussian, CONFIG, "0-119", reference, "random-conv", batch_size=32, rungs=[80],
                           outdir=tmp_path / "png")
-    assert result.n == 120 and [r.n for r in result.rungs] == [80, 120]
+    assert result.num_images == 120 and [r.n for r in result.rungs] == [80, 120]
     assert result.nfe == CONFIG.nfe == 7  # counted per image; Heun 2N - 1
     assert result.interval[0] < result.fid_debiased < result.interval[1] and result.fid_err > 0
     assert result.provenance["seeds"] == "0-119" and result.provenance["sampler"]["num_steps"] == 4
-    assert result.images_per_second > 0 and "n=120 NFE=7" in result.summary()
+    assert result.images_per_second > 0 and "num_images=120 NFE=7" in result.summary()
     # the PNGs (EDM layout) scored by torch-fidelity from the folder give the same FID (design.md: 1e-6)
     expected = torch_fidelity.calculate_metrics(
         input1=str(tmp_path / "png"), samples_find_deep=True, input2=_Dataset(gaussian_data), fid=True,

@@ -43,8 +43,9 @@ def test_end_to_end_outputs_and_report_from_storage(assets, tmp_path, monkeypatc
 
     table = pd.read_csv(out / "trials.csv")
     assert len(results.counted(table)) == 6  # the budget
-    for column in ("num_steps", "rho", "sampler", "nfe", "fid", "fid_err", "n_images", "wall_time_s", "state",
-                   "spec_hash", "code_version", "torch_version", "device", "dtype", "seeds"):
+    for column in ("num_steps", "rho", "sampler", "nfe", "fid", "fid_err", "num_images", "wall_time_s",
+                   "state",
+                   "spec_hash", "git_commit", "torch_version", "device", "dtype", "seeds"):
         assert column in table.columns
     baseline = table[table["enqueue_label"] == "EDM default"].iloc[0]
     assert baseline["number"] == 0 and baseline["nfe"] == 2 * 8 - 1  # heun, EDM NFE rule 2N-1
@@ -65,7 +66,7 @@ def test_same_spec_and_seed_reproduce_params_and_fids(assets, tmp_path):
     spec = parse_spec(spec_text(assets, "repro", n_trials=4))
     _, first = _run(spec, tmp_path / "a")
     _, second = _run(spec, tmp_path / "b")
-    columns = ["state", "num_steps", "rho", "fid", "n_images"]
+    columns = ["state", "num_steps", "rho", "fid", "num_images"]
     assert first[columns].equals(second[columns])
 
 
@@ -79,9 +80,9 @@ def test_pruning_stops_bad_trials_and_never_picks_them(assets, tmp_path):
                      n_trials=8, num_images=32, rungs="[8, 16]")
     study, table = _run(parse_spec(text), tmp_path)
     pruned = table[table["state"] == "PRUNED"]
-    assert len(pruned) >= 3, table[["number", "state", "fid", "n_images"]]
-    assert (pruned["n_images"] < 32).all()  # stopped before the full image count
-    best = results.best_row(table)
+    assert len(pruned) >= 3, table[["number", "state", "fid", "num_images"]]
+    assert (pruned["num_images"] < 32).all()  # stopped before the full image count
+    best = results.best_row(table, parse_spec(text))
     assert best["state"] == "COMPLETE" and study.best_trial.number == best["number"]
     assert best["number"] not in set(pruned["number"])
 
@@ -104,7 +105,7 @@ def test_multi_objective_pareto(assets, tmp_path):
     spec = parse_spec(text)
     study, table = _run(spec, tmp_path)
     assert (table["state"] == "COMPLETE").all()  # never pruned: Optuna cannot report in multi-objective
-    front = results.pareto_rows(table)
+    front = results.pareto_rows(table, spec)
     optuna_front = {t.number for t in study.best_trials}
     assert set(front["number"]) <= optuna_front
     from edmbench.plots import fid_nfe_pareto

@@ -1,0 +1,129 @@
+"""Study objectives keyed by name: what a trial is scored by, in which direction, and how.
+
+An objective is one :class:`Objective` entry in :data:`OBJECTIVES`. Its ``name`` is the TOML name
+(``[study] objectives``), the key in the trial record's ``result`` and the CSV column (``<name>`` and
+``<name>_err``). ``score`` turns one rung of the scoring pipeline
+(:func:`edmbench.metrics.evaluate.score_rungs`, a ``RungResult``) into a
+:class:`~edmbench.metrics.evaluate.Score`; ``meter`` (optional) is a factory for a per-batch
+accumulator that the pipeline feeds beside the feature statistics (its result lands in
+``RungResult.extra[name]``), for objectives that are not a function of the extractor's features (a
+teacher distance, say). ``per_seed`` says whether the score carries one value per seed (paired statistics).
+``cost`` objectives (``nfe``) are read from the sampler configuration, not from images.
+
+Adding an objective is one :func:`register` call; the spec check, the search directions, the pruner, the
+results table and the report pick it up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from edmbench.study._checks import close_match
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One registered objective (see the module docstring)."""
+
+    name: str
+    direction: str
+    label: str
+    description: str
+    score: Callable[[Any], Any] | None = None    # RungResult -> Score; None for a cost objective
+    meter: Callable[..., Any] | None = None     # (denoiser, config, seeds, device) -> Meter, optional
+    per_seed: bool = False
+    cost: bool = False                          # read from the SamplerConfig (e.g. nfe), no images
+    needs_kid: bool = False                     # the pipeline must compute KID (reference feature rows)
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"objective {self.name!r}: direction must be one of {DIRECTIONS}")
+        if (self.score is None) != self.cost:
+            raise ValueError(f"objective {self.name!r}: give exactly one of score (images) or cost=True")
+
+    @property
+    def err_column(self) -> str:
+        return f"{self.name}_err"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether value ``a`` is strictly better than ``b``."""
+        return a < b if self.direction == "minimize" else a > b
+
+
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def register(objective: Objective, *, replace: bool = False) -> Objective:
+    """Add an objective to the registry (``replace=True`` to overwrite one, e.g. in a test)."""
+    if objective.name in OBJECTIVES and not replace:
+        raise ValueError(f"objective {objective.name!r} is already registered")
+    OBJECTIVES[objective.name] = objective
+    return objective
+
+
+def unregister(name: str) -> None:
+    OBJECTIVES.pop(name, None)
+
+
+def objective_names() -> tuple[str, ...]:
+    return tuple(OBJECTIVES)
+
+
+def get_objective(name: str) -> Objective:
+    try:
+        return OBJECTIVES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown objective {name!r}{close_match(str(name), OBJECTIVES)}; valid: "
+                         f"{', '.join(OBJECTIVES)}") from None
+
+
+def objectives_problems(names: tuple[str, ...]) -> list[str]:
+    """Why ``[study] objectives = names`` is not valid (empty list when it is): registered, distinct,
+    exactly one image objective first, optionally followed by cost objectives."""
+    problems = [f"unknown objective {n!r}{close_match(str(n), OBJECTIVES)}; valid: {', '.join(OBJECTIVES)}"
+                for n in names if n not in OBJECTIVES]
+    if problems:
+        return problems
+    if not names or len(set(names)) != len(names):
+        return [f"objectives = {list(names)} must be distinct names, e.g. ['fid'] or ['fid', 'nfe']"]
+    kinds = [OBJECTIVES[n].cost for n in names]
+    if kinds[0] or any(not c for c in kinds[1:]):
+        image = [n for n, o in OBJECTIVES.items() if not o.cost]
+        cost = [n for n, o in OBJECTIVES.items() if o.cost]
+        return [f"objectives = {list(names)}: the first must be an image objective ({', '.join(image)}), "
+                f"the others cost objectives ({', '.join(cost)})"]
+    return []
+
+
+def score_columns(names: tuple[str, ...]) -> list[str]:
+    """The result keys (and CSV columns) of the image objectives: ``name``, ``name_err`` each."""
+    return [c for n in names if not OBJECTIVES[n].cost for c in (n, OBJECTIVES[n].err_column)]
+
+
+def needs_kid(names: tuple[str, ...]) -> bool:
+    return any(OBJECTIVES[n].needs_kid for n in names)
+
+
+# ---- the built-in objectives ---------------------------------------------------------------------------
+
+def _fid(rung: Any) -> Any:
+    from edmbench.metrics.evaluate import Score
+
+    return Score(rung.fid, rung.fid_err)
+
+
+def _kid(rung: Any) -> Any:
+    from edmbench.metrics.evaluate import Score
+
+    return Score(rung.extra["kid"], rung.extra.get("kid_std"))
+
+
+register(Objective("fid", "minimize", "FID", "Frechet distance of the extractor's features to the reference "
+                   "statistics (error bar: grouped jackknife)", score=_fid))
+register(Objective("kid", "minimize", "KID", "kernel inception distance (needs reference feature rows; "
+                   "error bar: std over subsets)", score=_kid, needs_kid=True))
+register(Objective("nfe", "minimize", "NFE", "denoiser evaluations per sample (from the sampler)", cost=True))
