@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from edmbench.denoisers.iddpm import iddpm_u
 from edmbench.denoisers.precond_base import Precond, as_sigma
-from edmbench.sampling.schedules import iddpm_table
 
 
 def vp_sigma(t: Tensor | float, beta_d: float, beta_min: float) -> Tensor:
@@ -136,9 +136,10 @@ class iDDPMPrecond(Precond):  # noqa: N801 - EDM's class name, recorded in check
             out_channels=2 * img_channels,
         )
         self.C_1, self.C_2, self.M = C_1, C_2, M
-        # EDM builds this table in float32 arithmetic; released files carry their own copy (loaded strictly)
+        # EDM's networks.py builds this table in float32 arithmetic (``iddpm_u``); released files carry
+        # their own copy (loaded strictly)
         with torch.device("cpu"):  # real values even when the module is built on the meta device
-            self.register_buffer("u", iddpm_table(C_1, C_2, M).to(torch.float32))
+            self.register_buffer("u", iddpm_u(C_1, C_2, M, dtype=torch.float32))
 
     @property
     def sigma_min(self) -> float:

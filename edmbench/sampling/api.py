@@ -9,10 +9,15 @@ import torch
 from torch import Tensor
 
 from edmbench.denoisers.base import CountingDenoiser, Denoiser
+from edmbench.registry import Registry
 from edmbench.sampling.config import SamplerConfig
+from edmbench.sampling.discretizations import DISCRETIZATIONS, make_sigmas, resolve_range
 from edmbench.sampling.noise import NoiseSource
 from edmbench.sampling.ode import Callback
-from edmbench.sampling.schedules import Scaling, Schedule, make_sigmas, resolve_range, vp_betas
+from edmbench.sampling.schedules import SCALINGS, SCHEDULES
+
+# Solver params that are passed as objects built from their registry entry (for the resolved range).
+_BUILT: dict[str, Registry[Any]] = {"schedule": SCHEDULES, "scaling": SCALINGS}
 
 
 @dataclass(frozen=True)
@@ -25,34 +30,36 @@ class SampleResult:
     sigmas: Tensor
 
 
+def _knobs(config: SamplerConfig, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: config.knob(name) for name in names}
+
+
 def _range(config: SamplerConfig, denoiser: Denoiser | None) -> tuple[float, float]:
     lo, hi = (0.0, float("inf")) if denoiser is None else (denoiser.sigma_min, denoiser.sigma_max)
-    return resolve_range(config.discretization, config.sigma_min, config.sigma_max, lo, hi)
+    knobs = _knobs(config, DISCRETIZATIONS.get(config.discretization).knobs)
+    return resolve_range(config.discretization, config.sigma_min, config.sigma_max, lo, hi, **knobs)
 
 
 def sigmas_for(config: SamplerConfig, denoiser: Denoiser | None = None) -> Tensor:
     """The float64 ``[num_steps + 1]`` noise levels of ``config``, clamped to and rounded by ``denoiser``."""
     sigma_min, sigma_max = _range(config, denoiser)
-    return make_sigmas(config.discretization, config.num_steps, sigma_min, sigma_max, rho=config.rho,
-                       epsilon_s=config.epsilon_s,
-                       round_sigma=None if denoiser is None else denoiser.round_sigma)
+    knobs = _knobs(config, DISCRETIZATIONS.get(config.discretization).knobs)
+    return make_sigmas(config.discretization, config.num_steps, sigma_min, sigma_max,
+                       round_sigma=None if denoiser is None else denoiser.round_sigma, **knobs)
 
 
 def solver_params(config: SamplerConfig, denoiser: Denoiser | None = None) -> dict[str, Any]:
-    """The keyword arguments ``config`` passes to its registered solver function (beyond the common ones)."""
+    """The keyword arguments ``config`` passes to its registered solver function (beyond the common ones):
+    each of the sampler's ``params`` by name; schedule/scaling as objects built by their registry entry
+    for the resolved range; a None value (e.g. ``order``) is left out so the solver's default applies."""
     params: dict[str, Any] = {}
     for name in config.info.params:
-        if name == "schedule" and config.schedule == "vp":
-            params[name] = Schedule("vp", *vp_betas(*_range(config, denoiser), config.epsilon_s))
-        elif name == "schedule":
-            params[name] = Schedule(config.schedule)
-        elif name == "scaling":
-            params[name] = Scaling(config.scaling)
-        elif name == "order":
-            if config.order is not None:  # None: the solver's own default order
-                params[name] = config.order
-        else:
-            params[name] = getattr(config, name)
+        value = config.knob(name)
+        if name in _BUILT:
+            entry = _BUILT[name].get(value)
+            value = entry.build(*_range(config, denoiser), **_knobs(config, entry.knobs))
+        if value is not None:
+            params[name] = value
     return params
 
 

@@ -9,10 +9,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from edmbench.registry import check_name
 from edmbench.sampling.noise import NoiseSource
 from edmbench.sampling.schedules import LINEAR, NONE, Scaling, Schedule
 
 GAMMA_MAX = math.sqrt(2) - 1  # EDM Alg. 2: gamma <= sqrt(2) - 1 at most doubles the noise variance
+# When churn draws its noise eps_i (only while s_churn > 0): EDM1's generate.py draws on every step, also
+# where gamma_i = 0; EDM2's generate_images.py draws only on steps inside [s_tmin, s_tmax]. Same images
+# unless the window excludes some steps; then each seed's noise stream, hence its image, differs.
+CHURN_NOISE = ("every_step", "in_window")
+CHURN_KNOBS = ("s_churn", "s_tmin", "s_tmax", "s_noise", "churn_noise")  # what a churn sampler reads
 
 
 @dataclass(frozen=True)
@@ -20,14 +26,17 @@ class Churn:
     """The paper's S_churn, S_tmin, S_tmax, S_noise (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``).
 
     gamma_i = min(s_churn / N, sqrt(2) - 1) when s_tmin <= sigma_i <= s_tmax (inclusive), else 0.
+    ``churn_noise``: ``"every_step"`` (EDM1, the default) or ``"in_window"`` (EDM2), see ``CHURN_NOISE``.
     """
 
     s_churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    churn_noise: str = "every_step"
 
     def __post_init__(self) -> None:
+        check_name("churn_noise", self.churn_noise, CHURN_NOISE)
         if not (self.s_churn >= 0 and math.isfinite(self.s_churn)):
             raise ValueError(f"s_churn must be a finite number >= 0, got {self.s_churn}")
         if not self.s_tmin >= 0:
@@ -59,14 +68,16 @@ def churn_step(x: Tensor, t: float, churn: Churn, num_steps: int, *, noise_sourc
 
     t_hat = sigma^-1(round_sigma(sigma(t) + gamma sigma(t))) and
     x_hat = s(t_hat)/s(t) x + sqrt(sigma(t_hat)^2 - sigma(t)^2) s(t_hat) s_noise eps.
-    When churn is active, eps is drawn on *every* step (also where gamma = 0), float64 like x, so each
-    image's noise stream stays aligned across windows; a step with gamma = 0 returns x itself.
+    eps has x's dtype (float64). When churn is active it is drawn on every step (``churn_noise =
+    "every_step"``, EDM1: also where gamma = 0, so each image's stream is aligned across windows) or only
+    on steps with gamma > 0 (``"in_window"``, EDM2). A step with gamma = 0 returns x itself.
     """
     if not churn.active:
         return x, t
-    eps = noise_source.randn_like(x)
     sigma = schedule.sigma(t)
     gamma = churn.gamma(sigma, num_steps)
+    if gamma > 0 or churn.churn_noise == "every_step":
+        eps = noise_source.randn_like(x)
     if gamma == 0:
         return x, t
     sigma_hat = float(round_sigma(torch.tensor(sigma + gamma * sigma, dtype=torch.float64)))

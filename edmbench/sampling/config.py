@@ -1,21 +1,24 @@
-"""SamplerConfig: every science knob of one sampling run, validated up front."""
+"""SamplerConfig: every science knob of one sampling run, validated up front.
+
+Which knobs a configuration reads comes from registry metadata (``edmbench.sampling.knobs``); this module
+adds the defaults (they live only in ``SamplerConfig``) and offers the helpers the study layer uses:
+``knobs_read(parents)``, ``ignored_knobs(params)`` and ``with_denoiser_defaults(params, denoiser)``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from edmbench.sampling._names import check_name
+from edmbench.registry import close_match
 from edmbench.sampling.churn import Churn
-from edmbench.sampling.registry import SamplerInfo, get_sampler, sampler_names
-from edmbench.sampling.schedules import DISCRETIZATIONS, EPSILON_S, SCALINGS, SCHEDULES
+from edmbench.sampling.knobs import KNOBS, PARENT_KNOBS, PARENTS, read_by, readers
+from edmbench.sampling.registry import SamplerInfo, get_sampler
+from edmbench.sampling.schedules import EPSILON_S
 
-_CHURN_FIELDS = ("s_churn", "s_tmin", "s_tmax", "s_noise")
-_SOLVER_FIELDS = ("schedule", "scaling", "alpha", "order", "eta")
-_NON_SOLVER_USERS = {"rho": "discretization 'edm'", "epsilon_s": "discretization or schedule 'vp'"}
 _FLOAT_FIELDS = ("rho", "s_churn", "s_tmin", "s_tmax", "s_noise", "alpha", "eta", "epsilon_s")
 
 
@@ -23,8 +26,10 @@ _FLOAT_FIELDS = ("rho", "s_churn", "s_tmin", "s_tmax", "s_noise", "alpha", "eta"
 class SamplerConfig:
     """One sampling run's knobs (EDM Alg. 1/2 and Table 1 names; churn knobs are the paper's S_*).
 
-    A knob that the chosen sampler or discretisation would ignore must stay at its default; otherwise
-    construction raises, so a study never records a setting that had no effect.
+    A knob that the chosen sampler, discretisation, schedule or scaling would ignore must stay at its
+    default; otherwise construction raises, so a study never records a setting that had no effect.
+    ``extra`` holds registered knobs that are not fields (``edmbench.sampling.knobs.Knob``); read any
+    knob with ``config.knob(name)`` (registered ones also as attributes).
     """
 
     sampler: str = "heun"
@@ -32,17 +37,19 @@ class SamplerConfig:
     sigma_min: float | None = None  # None: the discretisation's default (fact sheet Sec. 2)
     sigma_max: float | None = None
     rho: float = 7.0  # edm discretisation only
-    discretization: str = "edm"  # edm | vp | ve | iddpm: which noise levels
-    schedule: str = "linear"  # sigma(t): linear | vp | ve (euler/heun only)
-    scaling: str = "none"  # s(t): none | vp (euler/heun only)
+    discretization: str = "edm"  # which noise levels (registry DISCRETIZATIONS)
+    schedule: str = "linear"  # sigma(t) (registry SCHEDULES; euler/heun only)
+    scaling: str = "none"  # s(t) (registry SCALINGS; euler/heun only)
     s_churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
+    churn_noise: str = "every_step"  # when churn draws noise: every_step (EDM1) | in_window (EDM2)
     alpha: float = 1.0  # heun's generalised 2nd-order point, (0, 1]
     order: int | None = None  # ipndm/ipndm_v: 1..4 (None = 4); unipc: 1..3 (None = 2)
     eta: float = 1.0  # euler_ancestral noise fraction, [0, 1]
-    epsilon_s: float = EPSILON_S  # VP end time, used when discretization or schedule is vp
+    epsilon_s: float = EPSILON_S  # VP end time, read by the vp discretisation and the vp schedule
+    extra: Any = ()  # registered non-field knobs: a mapping name -> value, stored as sorted pairs
 
     def __post_init__(self) -> None:
         for name in _FLOAT_FIELDS + ("sigma_min", "sigma_max"):
@@ -51,10 +58,9 @@ class SamplerConfig:
                 if isinstance(value, bool) or not isinstance(value, int | float):
                     raise ValueError(f"{name} must be a number, got {value!r}")
                 object.__setattr__(self, name, float(value))
-        check_name("sampler", self.sampler, sampler_names())
-        check_name("discretization", self.discretization, DISCRETIZATIONS)
-        check_name("schedule", self.schedule, SCHEDULES)
-        check_name("scaling", self.scaling, SCALINGS)
+        object.__setattr__(self, "extra", _checked_extra(self.extra))
+        for parent in PARENT_KNOBS:
+            PARENTS[parent].get(getattr(self, parent))  # unknown names: valid ones and a close match
         self._check_ranges()
         self.churn  # noqa: B018 -- validates the churn knobs
         self._check_unused()
@@ -83,19 +89,35 @@ class SamplerConfig:
             raise ValueError(f"epsilon_s must be in (0, 1), got {self.epsilon_s}")
 
     def _check_unused(self) -> None:
-        info, defaults = self.info, _defaults()
-        unused = [f for f in _SOLVER_FIELDS if f not in info.params]
-        unused += [] if info.churn else list(_CHURN_FIELDS)
-        unused += [] if self.discretization == "edm" else ["rho"]
-        unused += [] if "vp" in (self.discretization, self.schedule) else ["epsilon_s"]
-        for name in unused:
-            if getattr(self, name) != defaults[name]:
-                users = [n for n in sampler_names() if name in get_sampler(n).params
-                         or (name in _CHURN_FIELDS and get_sampler(n).churn)]
-                where = _NON_SOLVER_USERS.get(name, f"samplers {users}")
-                raise ValueError(f"{name}={getattr(self, name)!r} has no effect with sampler "
-                                 f"{self.sampler!r} and discretization {self.discretization!r}; "
-                                 f"it is used by {where}. Leave it at its default ({defaults[name]!r}).")
+        defaults = self.defaults()
+        changed = {name: value for name, value in self.to_dict().items() if value != defaults[name]}
+        for name, reason in ignored_knobs(changed).items():
+            raise ValueError(f"{name}={changed[name]!r} {reason}. Leave it at its default "
+                             f"({defaults[name]!r}).")
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every knob's default: the fields' (the only place they are written) and registered knobs'."""
+        fields = {f.name: f.default for f in dataclasses.fields(cls) if f.name != "extra"}
+        return {**fields, **{name: knob.default for name, knob in KNOBS.items()}}
+
+    @classmethod
+    def knob_names(cls) -> list[str]:
+        """All knob names: the fields in order, then the registered knobs (TOML keys, Optuna params)."""
+        return list(cls.defaults())
+
+    def knob(self, name: str) -> Any:
+        """The value of any knob (field or registered); unknown names raise with the valid ones."""
+        if name != "extra" and name in self.__dataclass_fields__:
+            return getattr(self, name)
+        if name in KNOBS:
+            return dict(self.extra).get(name, KNOBS.get(name).default)
+        raise ValueError(_unknown_key(name, "knob"))
+
+    def __getattr__(self, name: str) -> Any:  # registered knobs read like fields: config.my_knob
+        if not name.startswith("_") and name != "extra" and name in KNOBS:
+            return self.knob(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def info(self) -> SamplerInfo:
@@ -103,7 +125,7 @@ class SamplerConfig:
 
     @property
     def churn(self) -> Churn:
-        return Churn(self.s_churn, self.s_tmin, self.s_tmax, self.s_noise)
+        return Churn(self.s_churn, self.s_tmin, self.s_tmax, self.s_noise, self.churn_noise)
 
     @property
     def nfe(self) -> int:
@@ -111,19 +133,78 @@ class SamplerConfig:
         return self.info.nfe(self.num_steps)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every knob by name (flat: registered knobs beside the fields)."""
+        return {name: self.knob(name) for name in self.knob_names()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SamplerConfig:
-        """Build from a mapping; unknown keys raise, listing the valid ones (and a close match)."""
-        valid = [f.name for f in dataclasses.fields(cls)]
+    def from_dict(cls, d: Mapping[str, Any]) -> SamplerConfig:
+        """Build from a flat mapping of knobs; unknown keys raise, naming the valid ones and a close match."""
         for key in d:
-            if key not in valid:
-                close = difflib.get_close_matches(str(key), valid, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise ValueError(f"unknown SamplerConfig key {key!r}{hint} Valid keys: {', '.join(valid)}")
-        return cls(**d)
+            if key not in cls.defaults():
+                raise ValueError(_unknown_key(key, "SamplerConfig key"))
+        fields = {k: v for k, v in d.items() if k not in KNOBS}
+        return cls(**fields, extra={k: v for k, v in d.items() if k in KNOBS})
 
 
-def _defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in dataclasses.fields(SamplerConfig)}
+def _unknown_key(key: object, kind: str) -> str:
+    valid = SamplerConfig.knob_names()
+    close = close_match(key, valid)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return f"unknown {kind} {key!r}{hint} Valid keys: {', '.join(valid)}"
+
+
+def _checked_extra(extra: Any) -> tuple[tuple[str, Any], ...]:
+    """Registered knobs as sorted (name, checked value) pairs; values equal to the default are dropped."""
+    items = extra.items() if isinstance(extra, Mapping) else extra
+    pairs = {}
+    for name, value in items:
+        if name not in KNOBS:
+            raise ValueError(_unknown_key(name, "knob"))
+        knob = KNOBS.get(name)
+        value = knob.check(value)
+        if value != knob.default:
+            pairs[name] = value
+    return tuple(sorted(pairs.items()))
+
+
+def _parents(params: Mapping[str, Any]) -> dict[str, Any]:
+    defaults = SamplerConfig.defaults()
+    return {parent: params.get(parent, defaults[parent]) for parent in PARENT_KNOBS}
+
+
+def knobs_read(parents: Mapping[str, str]) -> frozenset[str]:
+    """Every knob a configuration with these parent choices reads (unset parents: SamplerConfig's default).
+
+    E.g. ``knobs_read({"sampler": "heun", "discretization": "vp"})`` has ``epsilon_s`` and ``alpha`` but not
+    ``rho``. Unknown names raise ValueError with the valid ones.
+    """
+    return read_by(_parents(parents))
+
+
+def ignored_knobs(params: Mapping[str, Any]) -> dict[str, str]:
+    """For each key of ``params`` that a configuration with ``params``' parents would not read: why.
+
+    The reason reads "has no effect with sampler 'heun' and discretization 'vp'; it is read by
+    discretization 'edm'". Parents missing from ``params`` take SamplerConfig's defaults.
+    """
+    valid = SamplerConfig.defaults()
+    for key in params:
+        if key not in valid:
+            raise ValueError(_unknown_key(key, "knob"))
+    parents = _parents(params)
+    read = read_by(parents)
+    context = [f"{parent} {parents[parent]!r}" for parent in PARENT_KNOBS if parent in read]
+    where = ", ".join(context[:-1]) + f" and {context[-1]}"
+    return {key: f"has no effect with {where}; it is read by {readers(key)}"
+            for key in params if key not in read}
+
+
+def with_denoiser_defaults(params: Mapping[str, Any], denoiser: Any) -> dict[str, Any]:
+    """``params`` plus the denoiser's ``sampler_defaults`` for knobs it reads and ``params`` leaves unset.
+
+    E.g. EDM2 networks declare ``{"churn_noise": "in_window"}`` (EDM2's churn noise stream); it is applied
+    to churn samplers only, and a value given in ``params`` always wins.
+    """
+    suggested = dict(getattr(denoiser, "sampler_defaults", None) or {})
+    read = knobs_read(params)
+    return {**{k: v for k, v in suggested.items() if k in read and k not in params}, **params}

@@ -11,8 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edmbench.sampling import ode, solvers, unipc
-from edmbench.sampling._names import unknown_name_message
+from edmbench.registry import Registry
+from edmbench.sampling.churn import CHURN_KNOBS
+from edmbench.sampling.ode import euler, heun
+from edmbench.sampling.solvers import dpm_2, dpmpp_2m, euler_ancestral, ipndm, ipndm_v
+from edmbench.sampling.unipc import UNIPC_ORDERS, unipc
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,10 @@ class SamplerInfo:
 
     ``order``: convergence order of the deterministic solver; ``nfe(num_steps)``: denoiser evaluations
     per sample; ``stochastic``: can inject noise; ``churn``: accepts EDM's churn knobs
-    (s_churn, s_tmin, s_tmax, s_noise); ``params``: the other SamplerConfig fields it reads; ``orders``: the
-    valid values of its ``order`` knob (``order`` above is for the solver's default).
+    (s_churn, s_tmin, s_tmax, s_noise, churn_noise); ``params``: the other SamplerConfig knobs it reads,
+    passed to ``fn`` by name (``schedule``/``scaling`` as built objects; a None value is not passed, so
+    the solver's own default applies); ``orders``: the valid values of its ``order`` knob (``order``
+    above is for the solver's default).
     """
 
     name: str
@@ -35,6 +40,11 @@ class SamplerInfo:
     description: str
     orders: tuple[int, ...] = ()
 
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        """Every SamplerConfig knob this sampler reads (its params, then the churn knobs if it churns)."""
+        return self.params + (CHURN_KNOBS if self.churn else ())
+
 
 def _n(num_steps: int) -> int:
     return num_steps
@@ -44,37 +54,36 @@ def _two_n_minus_one(num_steps: int) -> int:
     return 2 * num_steps - 1
 
 
-_REGISTRY: dict[str, SamplerInfo] = {info.name: info for info in (
-    SamplerInfo("euler", ode.euler, 1, _n, True, True, ("schedule", "scaling"),
+SAMPLERS: Registry[SamplerInfo] = Registry("sampler")
+for _info in (
+    SamplerInfo("euler", euler, 1, _n, True, True, ("schedule", "scaling"),
                 "Euler on the sigma(t)/s(t) ODE, optional EDM churn (EDM Alg. 1/2)"),
-    SamplerInfo("heun", ode.heun, 2, _two_n_minus_one, True, True, ("schedule", "scaling", "alpha"),
+    SamplerInfo("heun", heun, 2, _two_n_minus_one, True, True, ("schedule", "scaling", "alpha"),
                 "EDM's 2nd-order sampler (alpha=1 Heun), last step Euler, optional churn (EDM Alg. 1/2)"),
-    SamplerInfo("dpm_2", solvers.dpm_2, 2, _two_n_minus_one, True, True, (),
+    SamplerInfo("dpm_2", dpm_2, 2, _two_n_minus_one, True, True, (),
                 "DPM-Solver-2: midpoint in log-sigma, last step Euler, optional churn (Lu et al. 2022)"),
-    SamplerInfo("dpmpp_2m", solvers.dpmpp_2m, 2, _n, False, False, (),
+    SamplerInfo("dpmpp_2m", dpmpp_2m, 2, _n, False, False, (),
                 "DPM-Solver++(2M): 2nd-order multistep in data prediction (Lu et al. 2022b)"),
-    SamplerInfo("ipndm", solvers.ipndm, 4, _n, False, False, ("order",),
+    SamplerInfo("ipndm", ipndm, 4, _n, False, False, ("order",),
                 "iPNDM: fixed Adams-Bashforth weights up to 4th order, lower-order start (Zhang & Chen)",
                 orders=(1, 2, 3, 4)),
-    SamplerInfo("ipndm_v", solvers.ipndm_v, 4, _n, False, False, ("order",),
+    SamplerInfo("ipndm_v", ipndm_v, 4, _n, False, False, ("order",),
                 "iPNDM with variable-step Adams-Bashforth weights (order up to 4 on any grid)",
                 orders=(1, 2, 3, 4)),
-    SamplerInfo("unipc", unipc.unipc, 3, _n, False, False, ("order",),
+    SamplerInfo("unipc", unipc, 3, _n, False, False, ("order",),
                 "UniPC-p (B2): order-p multistep predictor, free corrector, order p + 1 (default p = 2)",
-                orders=unipc.UNIPC_ORDERS),
-    SamplerInfo("euler_ancestral", solvers.euler_ancestral, 1, _n, True, False, ("eta",),
+                orders=UNIPC_ORDERS),
+    SamplerInfo("euler_ancestral", euler_ancestral, 1, _n, True, False, ("eta",),
                 "Euler-ancestral: Euler to sigma_down, then fresh noise up to sigma_next (eta scales it)"),
-)}
+):
+    SAMPLERS.register(_info.name, _info)
 
 
 def sampler_names() -> tuple[str, ...]:
     """Registered sampler names, sorted."""
-    return tuple(sorted(_REGISTRY))
+    return SAMPLERS.names()
 
 
 def get_sampler(name: str) -> SamplerInfo:
     """The registry entry for ``name``; unknown names raise ValueError listing the valid ones."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(unknown_name_message("sampler", name, _REGISTRY)) from None
+    return SAMPLERS.get(name)

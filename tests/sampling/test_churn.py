@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from edmbench.sampling import Churn, NoiseSource, SamplerConfig, churn_step, get_sampler, sample
-from edmbench.sampling.schedules import LINEAR, NONE, Scaling, Schedule, make_sigmas
+from edmbench.sampling.discretizations import make_sigmas
+from edmbench.sampling.schedules import LINEAR, NONE, VPScaling, VPSchedule
 
 SEEDS = list(range(6))
 
@@ -110,7 +111,7 @@ def test_capped_churn_step_doubles_the_variance():
 
 
 def test_churn_step_rounds_and_scales_in_the_general_form():
-    sched, scaling = Schedule("vp"), Scaling("vp")
+    sched, scaling = VPSchedule(), VPScaling()
     x = torch.ones(1, 1, 1, 2, dtype=torch.float64)
     ns = RecordingNoise([3])
 

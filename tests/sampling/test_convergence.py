@@ -16,7 +16,7 @@ import torch
 from scipy.integrate import solve_ivp
 
 from edmbench.sampling import NoiseSource, get_sampler
-from edmbench.sampling.schedules import edm_levels
+from edmbench.sampling.discretizations import edm_levels
 
 SIGMA_MIN, SIGMA_MAX, SEEDS = 0.05, 10.0, range(16)
 STEPS = (32, 64, 128)

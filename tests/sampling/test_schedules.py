@@ -8,15 +8,15 @@ import random
 import pytest
 import torch
 
+from edmbench.denoisers.iddpm import iddpm_u
 from edmbench.sampling import SamplerConfig, sigmas_for
+from edmbench.sampling.discretizations import default_range, iddpm_levels, make_sigmas, resolve_range
 from edmbench.sampling.schedules import (
-    DEFAULT_RANGES,
-    Scaling,
-    Schedule,
-    iddpm_levels,
-    iddpm_table,
-    make_sigmas,
-    resolve_range,
+    SCHEDULES,
+    LinearSchedule,
+    NoScaling,
+    VPScaling,
+    VPSchedule,
     vp_betas,
     vp_sigma,
 )
@@ -60,7 +60,7 @@ def test_rho_one_is_linear():
 
 
 def test_vp_discretization_and_betas():
-    lo, hi = DEFAULT_RANGES["vp"]
+    lo, hi = default_range("vp")
     # §2/§9.9: sigma_VP(1e-3) = 0.0104859928, sigma_VP(1) = 152.166970284; betas come back as 19.9 / 0.1.
     assert lo == pytest.approx(0.0104859927867, rel=1e-10) and hi == pytest.approx(152.166970284, rel=1e-10)
     beta_d, beta_min = vp_betas(lo, hi)
@@ -74,7 +74,7 @@ def test_vp_discretization_and_betas():
 
 
 def test_ve_discretization_is_geometric():
-    sigmas = make_sigmas("ve", 18, *DEFAULT_RANGES["ve"])[:-1]
+    sigmas = make_sigmas("ve", 18, *default_range("ve"))[:-1]
     ratios = sigmas[1:] / sigmas[:-1]
     # §9.12: geometric from 100 to 0.02 with ratio 0.605917546.
     torch.testing.assert_close(ratios, torch.full_like(ratios, 0.605917546), rtol=1e-9, atol=0)
@@ -82,23 +82,26 @@ def test_ve_discretization_is_geometric():
 
 
 def test_iddpm_table_and_picks():
-    u = iddpm_table()
-    # §9.11 (float64 [calc]).
-    expected = {0: 20291.16961, 1: 641.662345118, 8: 80.2037018455, 998: 0.00935049283562,
-                999: 0.00642541277114, 1000: 0.0}
+    u = iddpm_u()
+    # §9.11 all-float64 values [calc]; the table uses EDM's float32 ratios (§2 "iddpm"), so the entries
+    # differ: by ~1e-7 relative at the large end and up to 4.6e-4 at the small end (u_999 = 0.0064224696,
+    # §2). test_nvidia_levels.py pins every entry against EDM's arithmetic.
+    expected = {0: 20291.16961, 1: 641.662345118, 8: 80.2037018455}
     for j, value in expected.items():
-        assert u[j].item() == pytest.approx(value, rel=1e-9, abs=0)
+        assert u[j].item() == pytest.approx(value, rel=1e-6, abs=0)
+    assert u[999].item() == pytest.approx(0.0064224696, rel=1e-8) and u[1000].item() == 0.0
     assert int(((u >= 0.002) & (u <= 81)).sum()) == 992
     picks = [80.2037, 9.68785, 5.06820, 3.41076, 2.53610, 1.98839, 1.60238, 1.32002, 1.09800, 0.913312,
-             0.759765, 0.625997, 0.504630, 0.395845, 0.294571, 0.198506, 0.104037, 0.00642541]
-    # rtol ~1e-5: the reference computes alpha-bar in float32 (§9.11) and prints 6 digits.
+             0.759765, 0.625997, 0.504630, 0.395845, 0.294571, 0.198506, 0.104037, 0.00642247]
+    # rtol ~1e-5: §9.11 prints 6 digits; the last is u_999 of EDM's float32-ratio table (§2), not §9.11's
+    # float64 0.00642541.
     torch.testing.assert_close(iddpm_levels(18, 0.002, 81.0), torch.tensor(picks, dtype=torch.float64),
                                rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("name", ["linear", "ve", "vp"])
 def test_schedule_inverse_and_derivative(name):
-    sched = Schedule(name, *vp_betas(0.002, 80.0))
+    sched = SCHEDULES.get(name).build(0.002, 80.0, **({"epsilon_s": 1e-3} if name == "vp" else {}))
     for t in [0.01, 0.2, 0.7, 1.0]:
         assert sched.sigma_inv(sched.sigma(t)) == pytest.approx(t, rel=1e-12)
         h = 1e-6 * t  # central difference, error O(h^2)
@@ -107,14 +110,15 @@ def test_schedule_inverse_and_derivative(name):
 
 
 def test_vp_scaling_derivative():
-    sched, scaling = Schedule("vp"), Scaling("vp")
+    sched, scaling = VPSchedule(), VPScaling()
     for t in [0.05, 0.5, 1.0]:
         s, s_dot = scaling(sched, t)
         assert s == pytest.approx(1 / math.sqrt(1 + sched.sigma(t) ** 2), rel=1e-14)
         h = 1e-6 * t
         numeric = (scaling(sched, t + h)[0] - scaling(sched, t - h)[0]) / (2 * h)
         assert s_dot == pytest.approx(numeric, rel=1e-7)
-    assert Scaling("none")(sched, 0.3) == (1.0, 0.0)
+    assert NoScaling()(sched, 0.3) == (1.0, 0.0)
+    assert LinearSchedule().sigma_inv(0.3) == 0.3
 
 
 def _vp_curve_increasing(lo: float, hi: float, eps: float = 1e-3) -> bool:
@@ -151,7 +155,7 @@ def test_properties_for_random_valid_parameters():
 def test_single_step_is_sigma_max_then_zero():
     # N = 1 would be 0/0 in the rho formula; we define it as the single level sigma_max.
     for disc in ["edm", "vp", "ve"]:
-        lo, hi = DEFAULT_RANGES[disc]
+        lo, hi = default_range(disc)
         sigmas = make_sigmas(disc, 1, lo, hi)
         assert sigmas.tolist() == pytest.approx([hi, 0.0], rel=1e-12)
     assert SamplerConfig(num_steps=1).nfe == 1
@@ -184,9 +188,9 @@ def test_vp_sigma_matches_fact_sheet():
     assert vp_sigma(1e-5) == pytest.approx(0.00100049762665, rel=1e-10)  # §9.9
 
 
-def test_edm_schedule_rounded_to_the_iddpm_table():
+def test_edm_schedule_rounded_to_the_iddpm_u():
     """§9.11: edm_sampler on an iDDPM net (N = 18) rounds to u-indices [8, 11, ..., 999]."""
-    u = iddpm_table()
+    u = iddpm_u()
 
     class NearestU:
         sigma_min, sigma_max, image_shape, label_dim = u[999].item(), u[0].item(), (1, 1, 2), 0
