@@ -172,7 +172,7 @@ class ReferenceGeometry:
 
     def fids(self, n: torch.Tensor, sum_x: torch.Tensor, sum_x2: torch.Tensor,
              sum_yy: torch.Tensor) -> np.ndarray:
-        """FIDs of a batch of sum sets ([B], [B, D], [B], [B, D, D]); one ``eigvalsh`` each (batched on GPU)."""
+        """FIDs of a batch of sums ([B], [B, D], [B], [B, D, D]): one ``eigvalsh`` each (batched on GPU)."""
         diff2 = (sum_x**2).sum(-1) / n**2
         trace = (sum_x2 - (sum_x**2).sum(-1) / n) / (n - 1)
         t = sum_x @ self.root
@@ -236,8 +236,8 @@ class FIDStream:
         """Add feature rows ``[B, D]``. ``seeds`` choose the groups (default: ``positions``); ``positions``
         are the rows' places in the whole evaluation (default: the running count), which orders and keys
         the KID/PR reservoir. Rows are buffered (at most ``FLUSH_ROWS``) and folded in blocks."""
-        rows = torch.as_tensor(np.asarray(features.detach().cpu() if hasattr(features, "detach") else features),
-                               dtype=torch.float64)
+        array = np.asarray(features.detach().cpu() if hasattr(features, "detach") else features)
+        rows = torch.as_tensor(array, dtype=torch.float64)
         if rows.ndim != 2 or rows.shape[1] != self.reference.dim:
             raise ValueError(f"features have shape {tuple(rows.shape)}, but the reference statistics have "
                              f"dimension {self.reference.dim} (different extractor?)")

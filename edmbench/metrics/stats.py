@@ -120,7 +120,7 @@ class ReferenceStats:
 
     @cached_property
     def sqrt_sigma(self) -> np.ndarray:
-        """The symmetric PSD square root of ``sigma`` (computed once per reference; see ``symmetric_sqrt``)."""
+        """The symmetric PSD square root of ``sigma``, computed once per reference (``symmetric_sqrt``)."""
         return symmetric_sqrt(self.sigma)
 
 
