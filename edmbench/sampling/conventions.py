@@ -1,0 +1,141 @@
+"""End-point and first-step conventions, explicit, with the NFE each one costs.
+
+Papers count NFE differently for the same solver; a number means nothing without its convention:
+
+- ``endpoint = "zero"`` (EDM): ``num_steps`` noise levels then 0; the step to 0 is a plain Euler step, i.e.
+  a final denoise x_N = D(x; sigma_{N-1}). Heun: 2N - 1 evaluations (the registry formula ``nfe(N)``).
+- ``endpoint = "sigma_min"`` (diff-sampler, GITS, LD3, DPM-Solver): ``num_steps + 1`` levels from sigma_max
+  down to sigma_min, every step a full step of the method, and the output is x at sigma_min (no final
+  denoise). The last step to 0 costs ``nfe(1)`` and every other step what a full step costs, so N full
+  steps cost ``nfe(N + 1) - nfe(1)`` (Heun: 2N, Euler/multistep: N). UniPC is the exception: its
+  corrector evaluates at every non-zero level it reaches, the last one included, so it costs N + 1
+  (``FULL_STEP_EXTRA``; the reference UniPC skips that last correction to save the call).
+- ``endpoint = "sigma_min_denoise"``: as ``sigma_min``, then one extra D(x; sigma_min): + 1.
+- ``afs = True``: the analytic first step (Dockhorn et al. 2022, GENIE; Zhou et al. 2024, AMED) replaces
+  the first network call, made at sigma_max where the data are buried in noise, by the denoiser of
+  Gaussian data N(0, sigma_data^2 I): D(x; sigma) = sigma_data^2 / (sigma^2 + sigma_data^2) x. Saves
+  exactly one call.
+
+Every registered solver evaluates the network strictly in sequence, so the number of sequential network
+rounds equals the NFE (a parallel-evaluation solver would declare fewer).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import Tensor
+
+from edmbench.denoisers.base import CountingDenoiser, Denoiser
+from edmbench.registry import check_name
+from edmbench.sampling.ode import denoise
+from edmbench.sampling.registry import SamplerInfo, get_sampler
+
+ENDPOINTS = ("zero", "sigma_min", "sigma_min_denoise")
+# Calls a solver makes beyond nfe(N + 1) - nfe(1) when its last step ends above 0 (see the docstring).
+FULL_STEP_EXTRA = {"unipc": 1}
+DEFAULT_SIGMA_DATA = 0.5  # EDM's sigma_data, used by AFS when the denoiser does not declare its own
+
+
+@dataclasses.dataclass(frozen=True)
+class Convention:
+    """How a schedule ends (``endpoint``) and whether the first call is analytic (``afs``)."""
+
+    endpoint: str = "zero"
+    afs: bool = False
+
+    def __post_init__(self) -> None:
+        check_name("endpoint", self.endpoint, ENDPOINTS)
+        if not isinstance(self.afs, bool):
+            raise ValueError(f"afs must be true or false, got {self.afs!r}")
+
+    def num_levels(self, num_steps: int) -> int:
+        """Non-zero noise levels a ``num_steps`` run needs (sigma_max .. sigma_min)."""
+        return num_steps if self.endpoint == "zero" else num_steps + 1
+
+    def sigmas(self, levels: Tensor) -> Tensor:
+        """The solver's ``sigmas``: ``levels`` then 0 (``zero``), or ``levels`` as they are."""
+        levels = levels.to(torch.float64)
+        return torch.cat([levels, levels.new_zeros(1)]) if self.endpoint == "zero" else levels
+
+    def nfe(self, info: SamplerInfo, num_steps: int) -> int:
+        """Network calls per sample (see the module docstring for each term)."""
+        if self.endpoint == "zero":
+            full = info.nfe(num_steps)
+        else:
+            full = info.nfe(num_steps + 1) - info.nfe(1) + FULL_STEP_EXTRA.get(info.name, 0)
+        return full + (self.endpoint == "sigma_min_denoise") - self.afs
+
+    def network_rounds(self, info: SamplerInfo, num_steps: int) -> int:
+        """Sequential network rounds per sample: every registered solver is sequential, so = ``nfe``."""
+        return self.nfe(info, num_steps)
+
+    @property
+    def label(self) -> str:
+        return f"{self.endpoint}{', AFS' if self.afs else ''}"
+
+
+EDM = Convention("zero", False)
+
+
+class AnalyticFirstStep:
+    """Wraps a Denoiser: the first call returns sigma_data^2 / (sigma^2 + sigma_data^2) x, the others pass
+    through. ``sigma_data`` defaults to the denoiser's own (EDM preconditioners declare it)."""
+
+    def __init__(self, inner: Denoiser, sigma_data: float | None = None) -> None:
+        self.inner = inner
+        self.sigma_data = float(sigma_data or getattr(inner, "sigma_data", None) or DEFAULT_SIGMA_DATA)
+        self.used = False
+
+    def __call__(self, x: Tensor, sigma: Tensor | float, class_labels: Tensor | None = None) -> Tensor:
+        if self.used:
+            return self.inner(x, sigma, class_labels)
+        self.used = True
+        s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1, *([1] * (x.ndim - 1)))
+        gain = self.sigma_data**2 / (s * s + self.sigma_data**2)
+        return (gain * x.to(torch.float64)).to(torch.float32)
+
+    def round_sigma(self, sigma: Tensor | float) -> Tensor:
+        return self.inner.round_sigma(sigma)
+
+    def __getattr__(self, name: str):  # sigma_min, sigma_max, image_shape, label_dim of the inner denoiser
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """``x``: float64 samples; ``nfe``: counted network calls per sample; ``sigmas``: what the solver got."""
+
+    x: Tensor
+    nfe: int
+    sigmas: Tensor
+    network_rounds: int
+
+
+def sample_levels(denoiser: Denoiser, sampler: str, levels: Tensor, noise: Tensor, *, noise_source,
+                  convention: Convention = EDM, class_labels: Tensor | None = None,
+                  **solver_params) -> RunResult:
+    """Run ``sampler`` (deterministic use: no churn) on explicit noise ``levels`` (sigma_max .. sigma_min,
+    ``convention.num_levels(N)`` of them) under ``convention``; the counted calls must equal the formula."""
+    info = get_sampler(sampler)
+    num_steps = len(levels) if convention.endpoint == "zero" else len(levels) - 1
+    if num_steps < 1:
+        raise ValueError(f"{len(levels)} levels make no step under endpoint {convention.endpoint!r}")
+    sigmas = convention.sigmas(torch.as_tensor(levels, dtype=torch.float64))
+    counter = CountingDenoiser(denoiser)
+    net: Denoiser = AnalyticFirstStep(counter) if convention.afs else counter
+    with torch.no_grad():
+        x = info.fn(net, noise, sigmas, noise_source=noise_source, class_labels=class_labels,
+                    **solver_params)
+        if convention.endpoint == "sigma_min_denoise":
+            x = denoise(net, x, float(sigmas[-1]), class_labels)
+    expected = convention.nfe(info, num_steps)
+    if counter.calls != expected:
+        raise RuntimeError(f"sampler {sampler!r} made {counter.calls} network calls under "
+                           f"{convention.label}, but the convention's formula gives nfe={expected} for "
+                           f"num_steps={num_steps}")
+    return RunResult(x=x, nfe=counter.calls, sigmas=sigmas,
+                     network_rounds=convention.network_rounds(info, num_steps))
