@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # sub-command name -> module exposing ``add_parser(subparsers)``; imported lazily to keep start-up light
@@ -58,8 +59,33 @@ class _VersionAction(argparse.Action):
 PASSTHROUGH = ("study", "quickstart")
 
 
+# bad input, refused with one line and exit status 2 by every sub-command (tracebacks only with --debug):
+# edmbench's own errors (EdmbenchError is a ValueError), validation ValueErrors, missing/unreadable files,
+# and numeric overflow from a value that is out of range (e.g. --rho 1e-300)
+USER_ERRORS = (ValueError, OSError, ArithmeticError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. Bad input -> one line ``edmbench <command>: error: ...`` on stderr, exit 2;
+    ``--debug`` (anywhere on the line) shows the traceback instead."""
+    from edmbench.errors import DEBUG_ENV, one_line
+
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--debug" in argv:
+        argv = [a for a in argv if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"
+    if os.environ.get(DEBUG_ENV) == "1":
+        return _run(argv)
+    try:
+        return _run(argv)
+    except USER_ERRORS as exc:
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"edmbench {command}: error: {one_line(exc)} (--debug for the traceback)".replace("  ", " "),
+              file=sys.stderr)
+        return 2
+
+
+def _run(argv: list[str]) -> int:
     if argv == ["--version"]:  # answered before the sub-commands (and their imports) load
         _VersionAction(["--version"], "version")(argparse.ArgumentParser(prog="edmbench"))
     parser = build_parser()

@@ -69,3 +69,22 @@ def env_int(name: str, default: int) -> int:
     if value < 1:
         raise EdmbenchError(f"${name}={text!r}: expected a positive integer")
     return value
+
+
+DEBUG_ENV = "EDMBENCH_DEBUG"  # set by ``edmbench --debug``: errors propagate with their traceback
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV) == "1"
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """An error as one printable line: its message's first line (bounded), or its type name."""
+    text = (str(exc).splitlines() or [""])[0].strip()
+    text = "".join(c if c.isprintable() else "?" for c in text)[:limit]
+    if isinstance(exc, ArithmeticError):
+        return f"numeric {type(exc).__name__} from the given values ({text}); check options with extreme " \
+            "magnitudes (e.g. --rho, sigma bounds) and use values within their documented ranges"
+    if not isinstance(exc, EdmbenchError | ValueError | OSError) or not text:
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text

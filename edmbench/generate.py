@@ -7,6 +7,8 @@ the batch size. Nothing here holds more than one batch of images.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -40,35 +42,92 @@ class ImageBatch:
     nfe: int
 
 
-def parse_seeds(text: str | int | Iterable[int]) -> Sequence[int]:
-    """EDM's seed syntax: ``"0-63"`` (inclusive), ``"1,2,5-10"``; ints and int lists pass through.
+MAX_SEED = 2**63 - 1  # torch generators take seeds below 2^64; EDM's are small non-negative ints
+_LIST_LIMIT = 1_000_000  # seed sets up to this size are plain lists; larger ones stay lazy (SeedRanges)
 
-    A single range (``"0-49999"`` or a ``range``) stays a ``range``, so 50k seeds cost no memory."""
+
+class SeedRanges(Sequence[int]):
+    """A lazy concatenation of ``range``s (``"1,2,5-10"`` with huge parts): length, indexing, slicing and
+    iteration without materialising the seeds."""
+
+    def __init__(self, ranges: Sequence[range]) -> None:
+        self.ranges = [r for r in ranges if len(r)]
+        self._ends = list(itertools.accumulate(len(r) for r in self.ranges))
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.chain.from_iterable(self.ranges)
+
+    def __getitem__(self, index):  # int -> seed, slice (step 1) -> SeedRanges
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("SeedRanges slices take step 1")
+            return SeedRanges(self._cut(start, stop))
+        index = index + len(self) if index < 0 else index
+        if not 0 <= index < len(self):
+            raise IndexError("seed index out of range")
+        k = bisect.bisect_right(self._ends, index)
+        return self.ranges[k][index - (self._ends[k - 1] if k else 0)]
+
+    def _cut(self, start: int, stop: int) -> list[range]:
+        out, begin = [], 0
+        for r, end in zip(self.ranges, self._ends, strict=True):
+            lo, hi = max(start, begin) - begin, min(stop, end) - begin
+            if lo < hi:
+                out.append(r[lo:hi])
+            begin = end
+        return out
+
+
+def shift_seeds(seeds: Sequence[int], offset: int) -> Sequence[int]:
+    """``seeds`` + ``offset`` without materialising ranges (EDM's disjoint repeat ranges)."""
+    if isinstance(seeds, range):
+        return range(seeds.start + offset, seeds.stop + offset, seeds.step)
+    if isinstance(seeds, SeedRanges):
+        return SeedRanges([range(r.start + offset, r.stop + offset, r.step) for r in seeds.ranges])
+    return [s + offset for s in seeds]
+
+
+def parse_seeds(text: str | int | Iterable[int]) -> Sequence[int]:
+    """EDM's seed syntax: ``"5"`` (seed 5 only), ``"0-63"`` (inclusive), ``"1,2,5-10"``; ints and int
+    lists pass through.
+
+    A single range (``"0-49999"`` or a ``range``) stays a ``range``, and lists of more than a million seeds
+    stay lazy (``SeedRanges``), so any length costs no memory. Seeds are integers in [0, 2^63).
+    """
     if isinstance(text, int):
         return [text]
-    if isinstance(text, range):
+    if isinstance(text, range | SeedRanges):
         return text
     if not isinstance(text, str):
         return [int(s) for s in text]
-    single = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*", text)
-    if single and int(single[2]) >= int(single[1]):
-        return range(int(single[1]), int(single[2]) + 1)
-    seeds: list[int] = []
+    parts: list[range] = []
     for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        match = re.fullmatch(r"\s*(\d{1,19})\s*(?:-\s*(\d{1,19})\s*)?", part)
         if match is None:
-            raise ValueError(f"bad seed range {part!r} in {text!r}; use e.g. '0-49999' or '1,2,5-10'")
+            raise ValueError(f"bad seed range {part[:40]!r} in --seeds; use e.g. '0-49999', '5' or "
+                             "'1,2,5-10' (non-negative integers below 2^63)")
         lo, hi = int(match[1]), int(match[2] if match[2] is not None else match[1])
+        if hi > MAX_SEED:
+            raise ValueError(f"seed {hi} is too large; seeds are integers in [0, 2^63)")
         if hi < lo:
             raise ValueError(f"seed range {part!r} is empty (end before start)")
-        seeds.extend(range(lo, hi + 1))
-    return seeds
+        parts.append(range(lo, hi + 1))
+    if len(parts) == 1 and len(parts[0]) > 1:
+        return parts[0]
+    seeds = SeedRanges(parts)
+    return list(seeds) if len(seeds) <= _LIST_LIMIT else seeds
 
 
 def format_seeds(seeds: Sequence[int]) -> str:
     """The inverse of ``parse_seeds``: ``[0, 1, 2, 5]`` -> ``"0-2,5"``."""
     if isinstance(seeds, range) and seeds.step == 1 and len(seeds) > 1:
         return f"{seeds.start}-{seeds.stop - 1}"
+    if isinstance(seeds, SeedRanges):
+        return ",".join(format_seeds(r) for r in seeds.ranges)
     parts: list[str] = []
     seeds = list(seeds)
     start = 0
@@ -103,13 +162,31 @@ def _check_policy(class_policy, label_dim: int) -> None:
         raise ValueError(f"class {class_policy} is out of range [0, {label_dim}) for this model")
 
 
+def batch_bounds(num_images: int, batch_size: int, rungs: Sequence[int] = ()) -> list[tuple[int, int]]:
+    """``[start, stop)`` index ranges of consecutive batches of at most ``batch_size``, cut at each rung.
+
+    A batch never straddles a rung, so a consumer that stops at a rung (a pruned trial) has generated no
+    image past it; batch invariance keeps the images the same as with uncut batches."""
+    cuts = sorted({r for r in rungs if 0 < r < num_images} | {num_images})
+    bounds, start = [], 0
+    for cut in cuts:
+        while start < cut:
+            stop = min(start + batch_size, cut)
+            bounds.append((start, stop))
+            start = stop
+    return bounds
+
+
 def generate_images(denoiser, config, seeds: Sequence[int], *, batch_size: int = 64,
                     class_policy: str | int | None = "random", device: str | torch.device = "cpu",
-                    noise_device: str | torch.device = "cpu") -> Iterator[ImageBatch]:
+                    noise_device: str | torch.device = "cpu",
+                    rungs: Sequence[int] = ()) -> Iterator[ImageBatch]:
     """Sample ``seeds`` in consecutive batches of at most ``batch_size`` and yield quantised ``ImageBatch``es.
 
     ``config`` is a ``SamplerConfig``; the denoiser must live on ``device``. The per-seed generators live on
     ``noise_device`` (``"cuda"`` reproduces NVIDIA's GPU streams; ``"cpu"`` gives the same images anywhere).
+    ``rungs`` (image counts) cut the batches so none crosses a rung (``batch_bounds``); a batch is only
+    generated when the consumer asks for it.
     """
     from edmbench.sampling import sample
 
@@ -119,8 +196,8 @@ def generate_images(denoiser, config, seeds: Sequence[int], *, batch_size: int =
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     _check_policy(class_policy, denoiser.label_dim)
-    for start in range(0, len(seeds), batch_size):
-        chunk = list(seeds[start:start + batch_size])
+    for start, stop in batch_bounds(len(seeds), batch_size, rungs):
+        chunk = list(seeds[start:stop])
         noise_source = NoiseSource(chunk, device=noise_device)
         noise = noise_source.latents(denoiser.image_shape, device=device)
         labels = _class_labels(noise_source, denoiser.label_dim, class_policy, device)

@@ -20,11 +20,13 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from edmbench.errors import CheckpointError, ChecksumError, EdmbenchError
 from edmbench.resources import pretrained_dir
+
+if TYPE_CHECKING:
+    import torch
 
 PRETRAINED_DIR = pretrained_dir()  # checkout: top-level pretrained/; wheel: packaged copy
 MANIFEST_PATH = PRETRAINED_DIR / "manifest.toml"
@@ -59,10 +61,10 @@ def read_manifest(path: str | os.PathLike | None = None) -> dict[str, ModelEntry
 
 def _entry(name: str, block: dict[str, Any], path: Path) -> ModelEntry:
     if ("url" in block) == ("file" in block):
-        raise ValueError(f"{path}: [models.{name}] needs exactly one of 'url' or 'file'")
+        raise EdmbenchError(f"{path}: [models.{name}] needs exactly one of 'url' or 'file'")
     fmt = block.get("format")
     if fmt not in FORMATS:
-        raise ValueError(f"{path}: [models.{name}] has format {fmt!r}; valid: {', '.join(FORMATS)}")
+        raise EdmbenchError(f"{path}: [models.{name}] has format {fmt!r}; valid: {', '.join(FORMATS)}")
     known = {"url", "file", "format", "sha256"}
     return ModelEntry(
         name=name,
@@ -87,45 +89,80 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-class ChecksumError(ValueError):
-    """A file's sha256 differs from the expected (manifest or recorded) value."""
-
-
-class DownloadError(OSError):
+class DownloadError(EdmbenchError, OSError):
     """A file could not be downloaded; the message names the URL and where to place the file by hand."""
 
 
+def url_key(url: str) -> str:
+    """Cache key of a URL: sha256 of the full URL (scheme, host, port, path, query), 32 hex digits."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+
 def cached_path(url: str, directory: Path | None = None) -> Path:
-    """Where ``url`` lives in the cache: ``<cache>/<file name of the URL>``."""
+    """Where ``url`` lives in the cache: ``<cache>/<url_key(url)>/<file name of the URL>``.
+
+    Keyed by the whole URL, so two URLs with the same last component never share a file, and the data
+    file always sits one folder down while hash records sit at the top (``<key>.record.json``): no URL can
+    name, and so write, a hash record.
+    """
     name = Path(urllib.parse.urlparse(url).path).name
-    if not name:
-        raise ValueError(f"cannot derive a file name from URL {url!r}")
-    return (directory or cache_dir()) / name
+    if not name or name in (".", ".."):
+        raise EdmbenchError(f"cannot derive a file name from URL {url[:200]!r}; expected a URL to a file")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:120]
+    return (directory or cache_dir()) / url_key(url) / safe
 
 
 def _hash_record(target: Path) -> Path:
-    return target.with_name(target.name + ".sha256.json")
+    """The hash record of a cached file: ``<cache>/<key>.record.json`` (outside every data folder)."""
+    return target.parent.with_name(target.parent.name + ".record.json")
+
+
+def _read_record(record: Path, url: str) -> str | None:
+    """The sha256 recorded for ``url``; refuses a record made for another URL or one that is malformed."""
+    if not record.exists():
+        return None
+    try:
+        data = json.loads(record.read_text())
+        recorded_url, digest = data["url"], data["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ChecksumError(f"hash record {record} is unreadable; delete it and the file beside it "
+                            "to download again") from None
+    if recorded_url != url:
+        raise ChecksumError(f"hash record {record} was made for {str(recorded_url)[:200]!r}, not {url!r}; "
+                            "refusing the cached file (delete the record and the file to download again)")
+    if not (isinstance(digest, str) and len(digest) == 64):
+        raise ChecksumError(f"hash record {record} holds no sha256; delete it to download again")
+    return digest
+
+
+def _write_record(record: Path, url: str, digest: str) -> None:
+    part = record.with_name(record.name + ".part")
+    part.write_text(json.dumps({"url": url, "sha256": digest}, indent=1) + "\n")
+    os.replace(part, record)
 
 
 def fetch(url: str, sha256: str | None = None, directory: Path | None = None, progress: bool = True) -> Path:
-    """Return the cached copy of ``url``, downloading it first if needed; verify its sha256.
+    """Return the cached copy of ``url``, downloading it first if needed; verify its sha256 on every call.
 
-    The expected hash is ``sha256`` (the manifest's) if given, else the one recorded next to the file at
-    first download (``<file>.sha256.json``). A mismatch raises ``ChecksumError``; a freshly downloaded
-    file that fails the check is deleted, a cached one is left for the user to inspect.
+    The expected hash is ``sha256`` (the manifest's) if given, else the one recorded at first download
+    (``<cache>/<key>.record.json``, which also holds the URL and is compared with it on every load). A
+    mismatch raises ``ChecksumError``; a freshly downloaded file that fails the check is deleted, a cached
+    one is left for the user to inspect.
     """
     target = cached_path(url, directory)
     record = _hash_record(target)
+    recorded = _read_record(record, url)
     if target.exists():
-        recorded = json.loads(record.read_text())["sha256"] if record.exists() else None
         actual = sha256_file(target)
         _check_hash(
             target, actual, sha256 or recorded, "manifest" if sha256 else "recorded at first download"
         )
+        if sha256 and recorded and recorded != actual:
+            _write_record(record, url, actual)
     else:
         actual = _download(url, target, progress, expected=sha256)
-    if not record.exists():
-        record.write_text(json.dumps({"url": url, "sha256": actual}, indent=1) + "\n")
+    if recorded is None or recorded != actual:
+        _write_record(record, url, actual)
     return target
 
 
@@ -183,12 +220,16 @@ def resolve(name_or_path_or_url: str | os.PathLike) -> tuple[Path, str | None]:
         path = PRETRAINED_DIR / entry.file
         if not path.exists():
             raise FileNotFoundError(f"manifest entry {text!r} names {path}, which does not exist")
-        if entry.sha256 and sha256_file(path) != entry.sha256.lower():
-            raise ChecksumError(f"sha256 mismatch for {path} (manifest entry {text!r})")
+        if entry.sha256 and (actual := sha256_file(path)) != entry.sha256.lower():
+            raise ChecksumError(f"sha256 mismatch for {path} (manifest entry {text!r}): expected "
+                                f"{entry.sha256}, got {actual}")
         return path, entry.format
     if urllib.parse.urlparse(text).scheme in ("http", "https", "file"):
         return fetch(text), None
     path = Path(text).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory; expected a checkpoint file (EDM .pkl, edmbench "
+                              ".safetensors or mixture .npz)")
     if path.is_file():
         return path, None
     close = difflib.get_close_matches(text, list(manifest), n=3)
@@ -200,71 +241,112 @@ def resolve(name_or_path_or_url: str | os.PathLike) -> tuple[Path, str | None]:
 
 def detect_format(path: Path) -> str:
     """Format of a checkpoint file from its first bytes: safetensors, zip/npz or pickle."""
+    import zipfile
+
     with open(path, "rb") as f:
         head = f.read(16)
     if len(head) >= 9 and head[8:9] == b"{":
         return "native"
     if head.startswith(b"PK"):
-        import zipfile
-
-        with zipfile.ZipFile(path) as z:
-            if all(n.endswith(".npy") for n in z.namelist()):
-                return "gmm-npz"
-        raise ValueError(
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: a corrupt zip archive ({type(exc).__name__}); expected a "
+                                  "mixture .npz") from None
+        if names and all(n.endswith(".npy") for n in names):
+            return "gmm-npz"
+        raise CheckpointError(
             f"{path}: a zip archive that is not a .npz (torch.save files are not accepted; convert "
             f"with `edmbench convert`)"
         )
     if head.startswith(b"\x80"):
         return "edm-pickle"
-    raise ValueError(
-        f"{path}: unknown checkpoint format; valid: EDM .pkl, edmbench .safetensors, mixture .npz"
+    raise CheckpointError(
+        f"{path}: unknown checkpoint format; valid: {', '.join(FORMATS)} (EDM .pkl, edmbench .safetensors, "
+        "mixture .npz)"
     )
+
+
+def _load_gmm(path: Path, device: torch.device, dtype: torch.dtype, channels_last: bool, **_: Any):
+    import torch
+
+    from edmbench.denoisers.analytic import GaussianMixtureDenoiser
+
+    if dtype != torch.float32 or channels_last:
+        raise EdmbenchError(
+            "the analytic Gaussian-mixture denoiser runs in float64/float32 only; drop dtype/channels_last"
+        )
+    return GaussianMixtureDenoiser.from_npz(path)
+
+
+def _load_native(path: Path, device: torch.device, dtype: torch.dtype, channels_last: bool, **limits: Any):
+    from edmbench.denoisers.native import load_native
+
+    model = load_native(path, device=device, **limits)
+    model.set_precision(dtype, channels_last=channels_last)  # explicit fp32 default, even for use_fp16 nets
+    return model
+
+
+def _load_pickle(path: Path, device: torch.device, dtype: torch.dtype, channels_last: bool, **limits: Any):
+    from edmbench.denoisers.pickles import load_edm_pickle
+
+    model = load_edm_pickle(path, device=device, **limits)
+    model.set_precision(dtype, channels_last=channels_last)
+    return model
+
+
+# format name (manifest ``format`` = detect_format's answer) -> reader(path, device, dtype, channels_last)
+READERS = {"edm-pickle": _load_pickle, "native": _load_native, "gmm-npz": _load_gmm}
+assert tuple(READERS) == FORMATS
 
 
 def load(
     name_or_path_or_url: str | os.PathLike,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    *,
+    max_parameters: int | None = None,
+    allow_nonfinite: bool = False,
 ):
     """Load a Denoiser by manifest name, path or URL (EDM pickles are read without running their code).
 
     ``dtype`` is the backbone's compute precision: float32 (default, also for networks trained in fp16),
     bfloat16, or float16 for networks trained with it; reduced precision on CUDA only. Outputs are float32.
+    ``max_parameters`` caps the network size read from a file's config (default 2e9,
+    ``$EDMBENCH_MAX_PARAMETERS``); non-finite weights are refused unless ``allow_nonfinite``. Every refusal
+    is a ``CheckpointError`` naming the file and the rule (docs/checkpoints.md).
     """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} requested but CUDA is not available here; use device='cpu'")
+        raise EdmbenchError(
+            f"device {str(device)!r} requested but CUDA is not available here; use device='cpu'"
+        )
     path, fmt = resolve(name_or_path_or_url)
     fmt = fmt or detect_format(path)
+    limits = {"max_parameters": max_parameters, "allow_nonfinite": allow_nonfinite}
     if fmt == "gmm-npz":
-        from edmbench.denoisers.analytic import GaussianMixtureDenoiser
-
-        if dtype != torch.float32 or channels_last:
-            raise ValueError(
-                "the analytic Gaussian-mixture denoiser runs in float64/float32 only; "
-                "drop dtype/channels_last"
-            )
-        return GaussianMixtureDenoiser.from_npz(path)
-    if fmt == "native":
-        from edmbench.denoisers.native import load_native
-
-        model = load_native(path, device=device)
-    else:
-        from edmbench.denoisers.pickles import load_edm_pickle
-
-        model = load_edm_pickle(path, device=device)
-    model.set_precision(dtype, channels_last=channels_last)  # explicit fp32 default, even for use_fp16 nets
-    return model
+        limits = {}
+    return READERS[fmt](path, device, dtype, channels_last, **limits)
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def convert(
+    src: str | os.PathLike, dst: str | os.PathLike, *, max_parameters: int | None = None,
+    allow_nonfinite: bool = False,
+) -> Path:
     """EDM pickle -> native safetensors + JSON config (provenance: source, sha256, module-source hashes)."""
     from edmbench.denoisers.native import save_native
     from edmbench.denoisers.pickles import load_edm_pickle
 
-    path, _ = resolve(src)
-    model = load_edm_pickle(path)
+    path, fmt = resolve(src)
+    fmt = fmt or detect_format(path)
+    if fmt != "edm-pickle":
+        raise EdmbenchError(f"{src}: is a {fmt} file; `edmbench convert` reads EDM pickles (.pkl)")
+    model = load_edm_pickle(path, max_parameters=max_parameters, allow_nonfinite=allow_nonfinite)
     provenance = {"source": str(src), "source_sha256": sha256_file(path), **getattr(model, "provenance", {})}
     return save_native(model, dst, provenance=provenance)
 
@@ -278,10 +360,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="EDM pickle: path, URL or manifest name")
     p.add_argument("output", help="output .safetensors file (the JSON config travels in its header)")
+    p.add_argument("--max-parameters", type=int, default=None,
+                   help="refuse networks larger than this (default 2e9, $EDMBENCH_MAX_PARAMETERS)")
+    p.add_argument("--allow-nonfinite", action="store_true", help="convert even if weights hold NaN/inf")
     p.set_defaults(func=_convert_command)
 
 
 def _convert_command(args: argparse.Namespace) -> int:
-    out = convert(args.input, args.output)
+    out = convert(args.input, args.output, max_parameters=args.max_parameters,
+                  allow_nonfinite=args.allow_nonfinite)
     print(f"wrote {out}")
     return 0

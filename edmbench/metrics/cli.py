@@ -126,9 +126,13 @@ def _reference(path: str, args: argparse.Namespace, device: str, keep_features: 
 def _friendly(run):
     """Report bad input (ValueError, missing files or weights) as one line on stderr, exit status 2."""
     def wrapper(args: argparse.Namespace) -> int:
+        from edmbench.errors import debug_enabled
+
         try:
             return run(args)
         except (ValueError, FileNotFoundError) as err:
+            if debug_enabled():  # edmbench --debug: the traceback (edmbench/cli.py main)
+                raise
             print(f"edmbench {args.command}: error: {err}", file=sys.stderr)
             return 2
     return wrapper
@@ -137,13 +141,16 @@ def _friendly(run):
 @_friendly
 def run_fid(args: argparse.Namespace) -> int:
     import edmbench
-    from edmbench.generate import format_seeds, parse_seeds
+    from edmbench.generate import format_seeds, parse_seeds, shift_seeds
     from edmbench.metrics.evaluate import evaluate_fid
     from edmbench.metrics.features import check_extractor_available, get_extractor
     from edmbench.metrics.kid_pr import KIDPROptions
 
     config = sampler_config_from_args(args)
     seeds, device = parse_seeds(args.seeds), _device(args)
+    if len(seeds) < 2:
+        raise ValueError(f"--seeds {args.seeds} selects {len(seeds)} seed; FID needs at least 2 images "
+                         "(e.g. --seeds 0-49999 or 5-104)")
     check_extractor_available(args.extractor, args.inception_weights)  # before any generation work
     kid_pr = KIDPROptions(kid=args.kid, prc=args.prc, max_rows=args.max_feature_rows,
                           kid_subset_size=args.kid_subset_size)
@@ -153,7 +160,7 @@ def run_fid(args: argparse.Namespace) -> int:
     uncertainty = None if args.uncertainty == "none" else "jackknife"
     records = []
     for i in range(args.repeats):
-        shifted = [s + i * len(seeds) for s in seeds]
+        shifted = shift_seeds(seeds, i * len(seeds))  # lazy for ranges of any length
         result = evaluate_fid(denoiser, config, shifted, reference, extractor, batch_size=args.batch_size,
                               class_policy=args.class_policy, device=device, noise_device=args.noise_device,
                               rungs=args.rungs, uncertainty=uncertainty,

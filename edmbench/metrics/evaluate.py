@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import torch
 
-from edmbench.generate import ImageBatch, format_seeds, generate_images, parse_seeds, save_png
+from edmbench.generate import ImageBatch, SeedRanges, format_seeds, generate_images, parse_seeds, save_png
 from edmbench.metrics.features import check_extractor_available, get_extractor
 from edmbench.metrics.fid import RungResult, fid_at_rungs
 from edmbench.metrics.kid_pr import KIDPROptions
@@ -57,7 +57,7 @@ def score_rungs(denoiser, config, seeds: Sequence[int], extractor, reference: Re
 
     ``extractor`` is a ready module; ``meters[name].result()`` lands in ``RungResult.extra[name]``;
     ``on_batch`` sees every generated batch (progress, saving PNGs)."""
-    seeds = list(seeds) if not isinstance(seeds, range) else seeds
+    seeds = seeds if isinstance(seeds, range | SeedRanges) else list(seeds)  # ranges stay lazy
     stops = sorted({*(r for r in (rungs or ()) if r < len(seeds)), len(seeds)})
     if rungs and max(rungs) > len(seeds):
         raise ValueError(f"rung {max(rungs)} exceeds the {len(seeds)} seeds")

@@ -21,7 +21,8 @@ from edmbench import pretrained
 from edmbench.cli import main as cli_main
 from edmbench.denoisers.native import read_native_config, save_native
 from edmbench.denoisers.precond import EDMPrecond
-from edmbench.pretrained import ChecksumError, DownloadError, fetch, read_manifest
+from edmbench.errors import CheckpointError
+from edmbench.pretrained import ChecksumError, DownloadError, cached_path, fetch, read_manifest
 
 UNREACHABLE = "http://127.0.0.1:9/models/edm-unreachable.pkl"  # port 9 (discard) refuses at once
 
@@ -120,36 +121,45 @@ def test_real_manifest_lists_every_release_with_required_fields() -> None:
     )
 
 
+def _record(path: Path) -> Path:
+    return path.parent.with_name(path.parent.name + ".record.json")
+
+
 def test_download_cache_and_recorded_hash(server, cache) -> None:
     payload = b"edm weights" * 1000
     (server.root / "m.pkl").write_bytes(payload)
-    path = fetch(f"{server.url}/m.pkl", progress=False)
-    assert path == cache / "m.pkl" and path.read_bytes() == payload
-    assert not (cache / "m.pkl.part").exists()
-    record = json.loads((cache / "m.pkl.sha256.json").read_text())
-    assert record == {"url": f"{server.url}/m.pkl", "sha256": hashlib.sha256(payload).hexdigest()}
-    assert fetch(f"{server.url}/m.pkl", progress=False) == path and server.requests == 1  # cached
+    url = f"{server.url}/m.pkl"
+    path = fetch(url, progress=False)
+    assert path == cached_path(url, cache) and path.parent.parent == cache and path.name == "m.pkl"
+    assert path.read_bytes() == payload and not path.with_name("m.pkl.part").exists()
+    record = json.loads(_record(path).read_text())
+    assert record == {"url": url, "sha256": hashlib.sha256(payload).hexdigest()}
+    assert fetch(url, progress=False) == path and server.requests == 1  # cached
     path.write_bytes(payload[:-1] + b"X")  # the cached file changes under us
     with pytest.raises(ChecksumError, match="recorded at first download"):
-        fetch(f"{server.url}/m.pkl", progress=False)
+        fetch(url, progress=False)
 
 
 def test_manifest_hash_mismatch_is_refused_and_nothing_is_kept(server, cache) -> None:
     (server.root / "m.pkl").write_bytes(b"tampered")
+    url = f"{server.url}/m.pkl"
     with pytest.raises(ChecksumError, match="expected 0{64} \\(manifest\\)"):
-        fetch(f"{server.url}/m.pkl", sha256="0" * 64, progress=False)
-    assert not (cache / "m.pkl").exists() and not (cache / "m.pkl.part").exists()
+        fetch(url, sha256="0" * 64, progress=False)
+    target = cached_path(url, cache)
+    assert not target.exists() and not target.with_name("m.pkl.part").exists()
 
 
 def test_interrupted_download_leaves_no_complete_looking_file(server, cache) -> None:
     (server.root / "m.pkl").write_bytes(b"x" * 10000)
+    url = f"{server.url}/m.pkl"
+    target = cached_path(url, cache)
     server.truncate = True
     with pytest.raises(DownloadError):
-        fetch(f"{server.url}/m.pkl", progress=False)
-    assert not (cache / "m.pkl").exists() and not (cache / "m.pkl.part").exists()
-    (cache / "m.pkl.part").write_bytes(b"x" * 10)  # as left by a killed process
+        fetch(url, progress=False)
+    assert not target.exists() and not target.with_name("m.pkl.part").exists()
+    target.with_name("m.pkl.part").write_bytes(b"x" * 10)  # as left by a killed process
     server.truncate = False
-    assert fetch(f"{server.url}/m.pkl", progress=False).read_bytes() == b"x" * 10000
+    assert fetch(url, progress=False).read_bytes() == b"x" * 10000
 
 
 def test_offline_manifest_name_fails_fast_naming_url_and_path(manifest, cache) -> None:
@@ -158,8 +168,45 @@ def test_offline_manifest_name_fails_fast_naming_url_and_path(manifest, cache) -
     with pytest.raises(DownloadError) as err:
         edmbench.load("edm-offline")
     assert time.monotonic() - start < 5
-    assert UNREACHABLE in str(err.value) and str(cache / "edm-unreachable.pkl") in str(err.value)
-    assert not any(cache.glob("*.pkl*"))
+    assert UNREACHABLE in str(err.value) and str(cached_path(UNREACHABLE, cache)) in str(err.value)
+    assert not any(cache.rglob("*.pkl*"))
+
+
+def test_cache_is_keyed_by_the_full_url_not_its_last_component(kit, server, manifest, cache) -> None:
+    """Issue 14 cache poisoning: a file fetched from another URL with an official file name is never
+    taken for the official model."""
+    official = f"{server.url}/official/edm-tiny.pkl"
+    (server.root / "official").mkdir()
+    (server.root / "official" / "edm-tiny.pkl").write_bytes(kit.edm_pickle_bytes(tiny_network(kit)))
+    (server.root / "edm-tiny.pkl").write_bytes(b"\x80\x04poisoned")
+    manifest(f'[models.edm-tiny]\nurl = "{official}"\nformat = "edm-pickle"\n')
+    with pytest.raises(CheckpointError):
+        edmbench.load(f"{server.url}/edm-tiny.pkl")  # the attacker's file, same last component
+    assert cached_path(official, cache) != cached_path(f"{server.url}/edm-tiny.pkl", cache)
+    assert isinstance(edmbench.load("edm-tiny"), EDMPrecond)  # downloads the official one
+    assert server.requests == 2
+
+
+def test_no_url_can_write_a_hash_record(server, cache) -> None:
+    (server.root / "m.pkl").write_bytes(b"good")
+    url = f"{server.url}/m.pkl"
+    target = fetch(url, progress=False)
+    forged = json.dumps({"url": url, "sha256": hashlib.sha256(b"evil").hexdigest()}).encode()
+    for name in ("m.pkl.sha256.json", f"{target.parent.name}.record.json"):
+        (server.root / name).write_bytes(forged)
+        planted = fetch(f"{server.url}/{name}", progress=False)
+        assert planted.parent.parent == cache and planted != _record(target)  # a data file, one folder down
+    assert json.loads(_record(target).read_text())["sha256"] == hashlib.sha256(b"good").hexdigest()
+    assert fetch(url, progress=False).read_bytes() == b"good"
+
+
+def test_a_record_made_for_another_url_is_refused(server, cache) -> None:
+    (server.root / "m.pkl").write_bytes(b"good")
+    url = f"{server.url}/m.pkl"
+    target = fetch(url, progress=False)
+    _record(target).write_text(json.dumps({"url": "http://elsewhere/m.pkl", "sha256": "0" * 64}))
+    with pytest.raises(ChecksumError, match="was made for 'http://elsewhere/m.pkl'"):
+        fetch(url, progress=False)
 
 
 def test_load_pickle_by_file_url_and_by_name(kit, manifest, tmp_path, cache) -> None:
