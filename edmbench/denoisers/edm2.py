@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -270,6 +271,8 @@ class EDM2Precond(Precond):
 
     backbone_name = "unet"
     edm_class_name = "Precond"
+    # EDM2's generate_images.py draws churn noise only on steps inside [S_min, S_max] (edm-facts.md §8.1)
+    sampler_defaults = MappingProxyType({"churn_noise": "in_window"})
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ always float32), channels_last, the identity ``round_sigma`` and the config reco
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -39,6 +40,9 @@ class Precond(nn.Module):
 
     backbone_name = "model"
     edm_class_name: str | None = None  # class name recorded in checkpoints; None: the Python class name
+    # Sampler knobs this family's own sampler uses, for knobs a run leaves unset (a fact of the model's
+    # release, applied by edmbench.sampling.with_denoiser_defaults; EDM2: its churn noise stream).
+    sampler_defaults: MappingProxyType[str, Any] = MappingProxyType({})
 
     def __init__(
         self,

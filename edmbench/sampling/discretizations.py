@@ -62,12 +62,15 @@ def ve_levels(num_steps: int, sigma_min: float, sigma_max: float) -> Tensor:
 
 def iddpm_levels(num_steps: int, sigma_min: float, sigma_max: float) -> Tensor:
     """iDDPM: the entries of EDM generate.py's u-table (``edmbench.denoisers.iddpm.iddpm_u``, float64)
-    inside [sigma_min, sigma_max], N of them at indices round((len - 1) i / (N - 1))."""
+    inside [sigma_min, sigma_max], N of them at indices round(((len - 1) / (N - 1)) i) (float64, in EDM's
+    order of operations, half to even); N = 1 gives the largest."""
     u = iddpm_u()
     u = u[(u >= sigma_min) & (u <= sigma_max)]
     if len(u) == 0:
         raise ValueError(f"no iDDPM noise level lies in [{sigma_min}, {sigma_max}]")
-    return u[((len(u) - 1) * _fractions(num_steps)).round().long()]
+    steps = torch.arange(num_steps, dtype=torch.float64)
+    spacing = (len(u) - 1) / (num_steps - 1) if num_steps > 1 else 0.0
+    return u[(spacing * steps).round().long()]
 
 
 def _fixed_range(sigma_min: float, sigma_max: float) -> Callable[..., tuple[float, float]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -169,3 +170,80 @@ def test_stochastic_samplers_reach_the_data_distribution(config, tolerance):
     x, _ = run(den, config, seeds=range(300))
     assert abs(x.x.mean().item() - 0.3) < 5 * 0.5 / math.sqrt(300 * 64)
     assert abs(x.x.std().item() - 0.5) < tolerance
+
+
+# --- The churn noise stream: EDM1 draws on every step, EDM2 only inside the window (edm-facts.md §1, §8.1).
+WINDOW = {"s_churn": 40.0, "s_tmin": 0.05, "s_tmax": 10.0, "s_noise": 1.007}
+
+
+def edm2_heun(denoiser, latents, sigmas, noise_source, s_churn, s_tmin, s_tmax, s_noise):
+    """EDM2's sampler loop (Heun, sigma(t) = t) in float64, written out: churn noise is drawn only when
+    s_tmin <= t_cur <= s_tmax; the last step is Euler."""
+    num_steps = len(sigmas) - 1
+    x = latents.to(torch.float64) * sigmas[0]
+    for i in range(num_steps):
+        t, t_next = float(sigmas[i]), float(sigmas[i + 1])
+        if s_churn > 0 and s_tmin <= t <= s_tmax:
+            gamma = min(s_churn / num_steps, math.sqrt(2) - 1)
+            t_hat = t + gamma * t
+            x = x + math.sqrt(t_hat**2 - t**2) * s_noise * noise_source.randn_like(x)
+            t = t_hat
+        d = (x - denoiser(x, torch.tensor(t, dtype=torch.float64)).to(torch.float64)) / t
+        x_next = x + (t_next - t) * d
+        if i < num_steps - 1:
+            d_prime = (x_next - denoiser(x_next, torch.tensor(t_next, dtype=torch.float64)).to(torch.float64))
+            x_next = x + (t_next - t) * (0.5 * d + 0.5 * d_prime / t_next)
+        x = x_next
+    return x
+
+
+def test_in_window_stream_draws_only_inside_the_window(gmm32):
+    sigmas = make_sigmas("edm", 18, 0.002, 80.0)
+    inside = int(((sigmas[:-1] >= 0.05) & (sigmas[:-1] <= 10.0)).sum())
+    assert 0 < inside < 18
+    edm1, ns1 = run(gmm32, SamplerConfig(**WINDOW), source=RecordingNoise)
+    edm2, ns2 = run(gmm32, SamplerConfig(**WINDOW, churn_noise="in_window"), source=RecordingNoise)
+    assert len(ns1.draws) == 18 and len(ns2.draws) == inside
+    assert not torch.equal(edm1.x, edm2.x)  # the streams are shifted, so the images differ
+    ns = NoiseSource(SEEDS)
+    latents = ns.latents(gmm32.image_shape)
+    expected = edm2_heun(gmm32, latents, sigmas, ns, **WINDOW)
+    torch.testing.assert_close(edm2.x, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpm_2"])
+@pytest.mark.parametrize("window", [{}, {"s_tmin": 0.0, "s_tmax": 1000.0}])
+def test_streams_agree_when_every_step_is_in_the_window(gmm32, name, window):
+    config = SamplerConfig(sampler=name, num_steps=9, s_churn=10.0, s_noise=1.003, **window)
+    edm1, _ = run(gmm32, config)
+    edm2, _ = run(gmm32, dataclasses.replace(config, churn_noise="in_window"))
+    assert torch.equal(edm1.x, edm2.x)
+
+
+def test_churn_noise_is_validated_and_read_by_churn_samplers_only():
+    with pytest.raises(ValueError, match=r"unknown churn_noise 'edm2'.*every_step, in_window"):
+        SamplerConfig(churn_noise="edm2")
+    with pytest.raises(ValueError, match="churn_noise='in_window' has no effect with sampler 'ipndm'"):
+        SamplerConfig(sampler="ipndm", churn_noise="in_window")
+
+
+def test_edm2_denoisers_default_to_the_edm2_stream():
+    from edmbench.denoisers.analytic import GaussianDenoiser
+    from edmbench.denoisers.edm2 import EDM2Precond
+    from edmbench.denoisers.precond import EDMPrecond
+    from edmbench.sampling import with_denoiser_defaults
+
+    assert dict(EDM2Precond.sampler_defaults) == {"churn_noise": "in_window"}
+    assert dict(EDMPrecond.sampler_defaults) == {}
+
+    class EDM2Like(GaussianDenoiser):
+        sampler_defaults = EDM2Precond.sampler_defaults
+
+    den = EDM2Like((1, 1, 2))
+    assert with_denoiser_defaults({"s_churn": 5.0}, den) == {"churn_noise": "in_window", "s_churn": 5.0}
+    assert with_denoiser_defaults({"sampler": "ipndm"}, den) == {"sampler": "ipndm"}  # not read: not added
+    given = {"churn_noise": "every_step"}
+    assert with_denoiser_defaults(given, den) == given  # the spec's value wins
+    assert with_denoiser_defaults({}, GaussianDenoiser()) == {}
+    config = SamplerConfig.from_dict(with_denoiser_defaults({"s_churn": 5.0}, den))
+    assert config.churn.churn_noise == "in_window"
