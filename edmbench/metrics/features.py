@@ -1,17 +1,17 @@
 """Feature extractors through torch-fidelity's registry: look-up, offline weights, uint8 images -> features.
 
 Extractors are torch-fidelity ``FeatureExtractorBase`` subclasses registered by name. Project extractors
-register themselves when their module is imported (``PROJECT_EXTRACTOR_MODULES``); this module imports
-those lazily so their names resolve. ``inception-v3-compat`` needs the TF-ported Inception weights
-(ecosystem facts 1.6): a path given explicitly, ``$EDMBENCH_INCEPTION_WEIGHTS``, or the file in
-``$TORCH_HOME/hub/checkpoints/``; otherwise torch-fidelity downloads it, which needs a network.
+register themselves when their module is imported; this module imports the plug-in modules that
+``edmbench.plugins`` lists for ``FEATURE_EXTRACTORS`` (lazily) so their names resolve.
+``inception-v3-compat`` needs the TF-ported Inception weights (ecosystem facts 1.6): a path given
+explicitly, ``$EDMBENCH_INCEPTION_WEIGHTS``, or the file in ``$TORCH_HOME/hub/checkpoints/``; otherwise
+torch-fidelity downloads it, which needs a network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib
 import os
 import socket
 from collections.abc import Iterator
@@ -24,9 +24,6 @@ INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 WEIGHTS_ENV = "EDMBENCH_INCEPTION_WEIGHTS"
-
-# modules that register project extractors with torch-fidelity on import (missing ones are skipped)
-PROJECT_EXTRACTOR_MODULES = ("edmbench.metrics.extractors", "edmbench.digits.features")
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -54,12 +51,9 @@ def extractor_names() -> list[str]:
 
 
 def _import_project_extractors() -> None:
-    for module in PROJECT_EXTRACTOR_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name is None or not module.startswith(err.name):
-                raise
+    from edmbench.plugins import FEATURE_EXTRACTORS, import_plugins
+
+    import_plugins(FEATURE_EXTRACTORS)
 
 
 def _check_name(name: str) -> None:
