@@ -86,93 +86,128 @@ def test_postgres_four_workers_grid_two_workers_budget(assets, tmp_path, postgre
                 optuna.delete_study(study_name=name, storage=postgres_url)
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+# ---- interruption: the trial to interrupt is held RUNNING by tests/study/gated_evaluator.py --------------
+
+GATED = f"{Path(__file__).parent / 'gated_evaluator.py'}:make_gated_evaluator"
+EVENT_BOUND_S = 600.0  # generous: only a run that is broken (or stuck) ever reaches it
 
 
-def _wait_running(db: Path, url: str, name: str, n_done: int, timeout: float = 300) -> None:
-    """Wait until ``n_done`` trials are COMPLETE and one is RUNNING with its knobs chosen (one storage
-    object for all polls: opening an RDB storage is slow)."""
-    storage = None
+def _storage_state(url: str, name: str) -> str:
+    """What the storage holds, for a failure message: trial numbers by state."""
+    try:
+        trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(deepcopy=False)
+    except Exception as exc:  # no study yet, or the storage cannot be read
+        return f"storage {url}: study {name!r} not readable ({type(exc).__name__}: {exc})"
+    by_state: dict[str, list[int]] = {}
+    for t in trials:
+        by_state.setdefault(t.state.name, []).append(t.number)
+    return f"storage {url}: trials by state {by_state or '{}'}"
 
-    def ready() -> bool:
-        nonlocal storage
-        if not db.exists():
-            return False
-        try:
-            storage = storage or open_storage(url)
-            trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
-        except Exception:  # the study (or its tables) is still being created by the other process
-            return False
-        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-        done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        return len(done) >= n_done and len(running) == 1 and len(running[0].params) == 2
 
-    _wait_for(ready, timeout, f"{n_done} finished trial(s) and a running one")
+def _start_held(tmp_path: Path, path: Path, hold_from: int, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """Start ``run_study.py`` whose trial number ``hold_from`` waits (RUNNING) at the gate."""
+    gate = tmp_path / "gate"
+    gate.mkdir(exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "EDMBENCH_TEST_GATE": str(gate),
+           "EDMBENCH_TEST_HOLD_FROM": str(hold_from)}
+    args = [PYTHON, str(REPO / "run_study.py"), str(path), "--no-progress", "--no-report",
+            "--evaluator", GATED, *extra]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return proc, gate
+
+
+def _wait_held(proc: subprocess.Popen, gate: Path, number: int, url: str, name: str) -> None:
+    """Wait for the event "trial ``number`` is held": its marker file. Fails with a diagnosis (the storage's
+    state, the process's exit and stderr) if the run ends first or the generous bound passes."""
+    marker = gate / f"holding-{number}"
+    start = time.monotonic()
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the study exited ({proc.returncode}) before trial {number} started; "
+                                 f"{_storage_state(url, name)}\n{proc.stderr.read().decode()[-3000:]}")
+        if time.monotonic() - start > EVENT_BOUND_S:
+            raise AssertionError(f"trial {number} not started after {EVENT_BOUND_S:g} s; "
+                                 f"{_storage_state(url, name)}")
+        time.sleep(0.1)
+
+
+def _assert_held_state(url: str, name: str, n_done: int) -> None:
+    """While trial ``n_done`` is held: exactly ``n_done`` COMPLETE and that one RUNNING, knobs chosen."""
+    trials = optuna.load_study(study_name=name, storage=open_storage(url)).get_trials(deepcopy=False)
+    done = [t.number for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(done) == n_done and [t.number for t in running] == [n_done] and len(running[0].params) == 2, \
+        _storage_state(url, name)
+
+
+def _resume(tmp_path: Path, path: Path, gate: Path, *extra: str) -> None:
+    """The same command again, with the gate open (nothing held); fails with the storage's state."""
+    (gate / "open").touch()
+    proc, _ = _start_held(tmp_path, path, 0, *extra)
+    try:
+        _, stderr = proc.communicate(timeout=EVENT_BOUND_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, f"resume exited {proc.returncode}\n{stderr.decode()[-3000:]}"
 
 
 def test_kill_9_then_resume(assets, tmp_path):
     """SIGKILL a running study; the same command again keeps finished trials, retries the killed one, and
     ends with exactly the requested number of trials."""
-    name, n_trials = "killed", 5
-    path = write_spec(tmp_path, spec_text(assets, name, n_trials=n_trials, num_images=384, rungs="[128]",
+    name, n_trials, n_done = "killed", 5, 2
+    path = write_spec(tmp_path, spec_text(assets, name, n_trials=n_trials, num_images=64, rungs="[32]",
                                           extra="[pruner]\ntype = \"none\"\n"))
     url = f"sqlite:///{tmp_path / 'runs' / name / 'study.db'}"
-    args = [PYTHON, str(REPO / "run_study.py"), str(path), "--no-progress", "--no-report", "--heartbeat",
-            "0.3", "--grace", "2"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    beat = ("--heartbeat", "0.3", "--grace", "2")
+    proc, gate = _start_held(tmp_path, path, n_done, *beat)
     try:
-        _wait_running(tmp_path / "runs" / name / "study.db", url, name, n_done=2)
+        _wait_held(proc, gate, n_done, url, name)
+        _assert_held_state(url, name, n_done)
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.wait(timeout=EVENT_BOUND_S)
     finally:
         if proc.poll() is None:
             proc.kill()
     study, before = _load(name, url)
     finished = before[before["state"] == "COMPLETE"][["number", "num_steps", "rho", "fid"]]
     killed = before[before["state"] == "RUNNING"]["number"].tolist()
-    assert len(killed) == 1
-    run_cli(str(path), "--no-progress", "--no-report", "--heartbeat", "0.3", "--grace", "2", cwd=tmp_path,
-            timeout=240)
+    assert killed == [n_done], _storage_state(url, name)
+    _resume(tmp_path, path, gate, *beat)
     _, after = _load(name, url)
-    assert len(results.counted(after)) == n_trials
+    assert len(results.counted(after)) == n_trials, _storage_state(url, name)
     kept = after.set_index("number").loc[finished["number"], ["num_steps", "rho", "fid"]].reset_index()
     assert kept.equals(finished.reset_index(drop=True))  # nothing finished is lost or changed
     dead = after[after["number"] == killed[0]].iloc[0]
-    assert dead["state"] == "FAIL" and "no heartbeat" in dead["retired"]
+    assert dead["state"] == "FAIL" and "no heartbeat" in dead["retired"], _storage_state(url, name)
     retry = after[after["retry_of"] == killed[0]]
-    assert len(retry) == 1 and retry.iloc[0]["state"] == "COMPLETE"
+    assert len(retry) == 1 and retry.iloc[0]["state"] == "COMPLETE", _storage_state(url, name)
     assert retry.iloc[0]["num_steps"] == dead["num_steps"] and retry.iloc[0]["rho"] == dead["rho"]
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(assets, tmp_path):
     """SIGINT during a trial: exit code 130, the trial is retired with a retry enqueued; the same command
     again finishes the budget."""
-    name, n_trials = "interrupted", 4
-    path = write_spec(tmp_path, spec_text(assets, name, n_trials=n_trials, num_images=384, rungs="[128]",
+    name, n_trials, n_done = "interrupted", 4, 1
+    path = write_spec(tmp_path, spec_text(assets, name, n_trials=n_trials, num_images=64, rungs="[32]",
                                           extra="[pruner]\ntype = \"none\"\n"))
     url = f"sqlite:///{tmp_path / 'runs' / name / 'study.db'}"
-    args = [PYTHON, str(REPO / "run_study.py"), str(path), "--no-progress", "--no-report"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc, gate = _start_held(tmp_path, path, n_done)
     try:
-        _wait_running(tmp_path / "runs" / name / "study.db", url, name, n_done=1)
+        _wait_held(proc, gate, n_done, url, name)
+        _assert_held_state(url, name, n_done)
         os.kill(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=60) == 130, proc.stderr.read().decode()
+        assert proc.wait(timeout=EVENT_BOUND_S) == 130, proc.stderr.read().decode()
     finally:
         if proc.poll() is None:
             proc.kill()
     _, before = _load(name, url)
-    assert not (before["state"] == "RUNNING").any()
+    assert not (before["state"] == "RUNNING").any(), _storage_state(url, name)
     stopped = before[before["retired"].notna()]
-    assert len(stopped) == 1 and "interrupted by the user" in stopped.iloc[0]["retired"]
-    assert (before["state"] == "WAITING").sum() == 1  # its retry
-    run_cli(str(path), "--no-progress", "--no-report", cwd=tmp_path, timeout=240)
+    assert len(stopped) == 1, _storage_state(url, name)
+    assert "interrupted by the user" in stopped.iloc[0]["retired"]
+    assert (before["state"] == "WAITING").sum() == 1, _storage_state(url, name)  # its retry
+    _resume(tmp_path, path, gate)
     _, after = _load(name, url)
-    assert len(results.counted(after)) == n_trials
+    assert len(results.counted(after)) == n_trials, _storage_state(url, name)
     assert after[after["retry_of"] == stopped.iloc[0]["number"]]["state"].tolist() == ["COMPLETE"]
