@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edmbench.study._checks import Reader, is_number
-from edmbench.study.space import ParamSpec
+from edmbench.study.space import ParamSpec, knobs_read, parent_choices, parent_knobs, violated
 
-SEARCH_SAMPLERS = ("tpe", "gp", "cmaes", "grid", "random")
-PRUNERS = ("median", "successive_halving", "none")
 DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 
@@ -115,7 +115,9 @@ def read_metric(table: Any, problems: list[str], check_files: bool) -> MetricSpe
 def read_search(table: Any, problems: list[str], space_names: Sequence[str]) -> SearchSpec:
     r = Reader(table, "search", problems)
     r.check_keys(["sampler", "seed", "n_startup_trials", "constraints"])
-    return SearchSpec(sampler=r.string("sampler", "tpe", choices=SEARCH_SAMPLERS) or "tpe",
+    from edmbench.study.search import SEARCH_SAMPLERS
+
+    return SearchSpec(sampler=r.string("sampler", "tpe", choices=SEARCH_SAMPLERS.names()) or "tpe",
                       seed=r.integer("seed", 0, minimum=0) or 0,
                       n_startup_trials=r.integer("n_startup_trials", 10, minimum=0),
                       constraints=r.list_of("constraints", lambda v: isinstance(v, str), "strings"))
@@ -124,7 +126,9 @@ def read_search(table: Any, problems: list[str], space_names: Sequence[str]) -> 
 def read_pruner(table: Any, problems: list[str]) -> PrunerSpec:
     r = Reader(table, "pruner", problems)
     r.check_keys(["type", "n_startup_trials", "n_warmup_rungs"])
-    return PrunerSpec(type=r.string("type", "median", choices=PRUNERS) or "median",
+    from edmbench.study.search import PRUNERS
+
+    return PrunerSpec(type=r.string("type", "median", choices=PRUNERS.names()) or "median",
                       n_startup_trials=r.integer("n_startup_trials", 5, minimum=0),
                       n_warmup_rungs=r.integer("n_warmup_rungs", 0, minimum=0))
 
@@ -210,22 +214,88 @@ def grid_problems(space: Sequence[ParamSpec]) -> list[str]:
     return problems
 
 
-def config_problems(fixed: dict[str, Any], space: Sequence[ParamSpec],
-                    enqueue: Sequence[EnqueueSpec]) -> list[str]:
-    """Let ``SamplerConfig`` validate the fixed knobs, each end of each range, and each enqueued point."""
+_MAX_CORNERS = 512  # range-end combinations checked together per parent choice; beyond it, one knob at a time
+
+
+def config_problems(fixed: dict[str, Any], space: Sequence[ParamSpec], enqueue: Sequence[EnqueueSpec],
+                    constraints: Sequence[Any] = ()) -> list[str]:
+    """Judge the knobs together, as the trials will meet them (``SamplerConfig`` decides each case).
+
+    For every parent choice a trial can reach (searched sampler/discretization/schedule/scaling choices
+    with the fixed ones): a fixed knob that the choice does not read is refused; the searched knobs that it
+    reads are checked at every combination of their range ends (minus those breaking a constraint). A
+    searched knob that no reachable choice reads is refused. Each enqueued point is checked as it is."""
+    from edmbench.sampling import SamplerConfig, ignored_knobs
+
+    problems = _each_value_problems(fixed, space)
+    problems += [f"[[enqueue]] {e.label!r}: {exc}" for e in enqueue
+                 if (exc := _config_error({**fixed, **e.params})) is not None]
+    if problems:
+        return problems  # names or values are wrong: the combinations below would repeat them
+    defaults, searched = SamplerConfig.defaults(), [p for p in space if p.name not in parent_knobs()]
+    ever_read: set[str] = set()
+    searched_parents = {p.name for p in space if p.name in parent_knobs()}
+    from edmbench.sampling.knobs import readers
+
+    for parents in parent_choices(space, fixed):
+        base = {**fixed, **parents}
+        where = ", ".join(f"{k} = {v!r}" for k, v in parents.items() if k in searched_parents) or "[fixed]"
+        changed = {k: v for k, v in base.items() if v != defaults.get(k)}
+        unused = [f"[fixed] {name} = {fixed[name]!r} {why} (trials reach {where} through [space]); search "
+                  f"{name} instead (it is then suggested only where it is read), or narrow the choices"
+                  for name, why in ignored_knobs(changed).items() if name in fixed]
+        problems += unused
+        read = knobs_read(base)
+        ever_read |= read
+        if not unused:
+            problems += _corner_problems(base, [p for p in searched if p.name in read], constraints, where)
+    for p in searched:
+        if p.name not in ever_read:
+            problems.append(f"[space.{p.name}] has no effect in any trial: no reachable choice of "
+                            f"{', '.join(parent_knobs())} reads it (it is read by {readers(p.name)})")
+    return list(dict.fromkeys(problems))
+
+
+def _config_error(knobs: dict[str, Any]) -> str | None:
     from edmbench.sampling import SamplerConfig
 
-    trials: list[tuple[str, dict[str, Any]]] = [("[fixed]", {})]
+    try:
+        SamplerConfig.from_dict(knobs)
+    except (ValueError, TypeError, KeyError) as exc:
+        return str(exc)
+    return None
+
+
+def _each_value_problems(fixed: dict[str, Any], space: Sequence[ParamSpec]) -> list[str]:
+    """The fixed knobs alone, and each parent choice on its own (unknown names, bad values)."""
+    problems = [] if (exc := _config_error(fixed)) is None else [f"[fixed]: {exc}"]
+    fixed_parents = {k: v for k, v in fixed.items() if k in parent_knobs()}
     for p in space:
-        values = p.choices if p.kind == "categorical" else (p.low, p.high)
-        trials += [(f"[space.{p.name}] value {v!r}", {p.name: v}) for v in values]
-    trials += [(f"[[enqueue]] {e.label!r}", e.params) for e in enqueue]
+        if p.name in parent_knobs():
+            values = p.choices if p.kind == "categorical" else (p.low, p.high)
+            problems += [f"[space.{p.name}] value {v!r}: {exc}" for v in values
+                         if (exc := _config_error({**fixed_parents, p.name: v})) is not None]
+    return problems
+
+
+def _corner_problems(base: dict[str, Any], params: Sequence[ParamSpec], constraints: Sequence[Any],
+                     where: str) -> list[str]:
+    """``SamplerConfig`` at every combination of the range ends of ``params`` over ``base`` (one knob at a
+    time past :data:`_MAX_CORNERS` combinations); corners breaking a constraint are skipped."""
+    ends = [(p.name, list(p.choices) if p.kind == "categorical" else [p.low, p.high]) for p in params]
+    if math.prod(len(v) for _, v in ends) <= _MAX_CORNERS:
+        corners = [dict(zip([n for n, _ in ends], combo, strict=True))
+                   for combo in itertools.product(*(v for _, v in ends))]
+    else:
+        corners = [{name: v} for name, values in ends for v in values]
     problems = []
-    for where, extra in trials:
-        try:
-            SamplerConfig.from_dict({**fixed, **extra})
-        except (ValueError, TypeError, KeyError) as exc:
-            problems.append(f"{where}: {exc}")
+    for corner in corners:
+        if violated(constraints, {**base, **corner}):
+            continue
+        exc = _config_error({**base, **corner})
+        if exc is not None:
+            at = ", ".join(f"{k} = {v!r}" for k, v in corner.items())
+            problems.append(f"[space] at {at} with {where}: {exc}")
     return problems
 
 

@@ -128,15 +128,9 @@ def _local(reference: str) -> str:
 
 # ---- the Optuna objective ---------------------------------------------------------------------------------
 
-def default_sampler() -> str:
-    from edmbench.sampling import SamplerConfig
-
-    return SamplerConfig().sampler
-
-
 def trial_config(trial: Any, spec: StudySpec) -> Any:
     """The SamplerConfig for a trial: fixed knobs plus suggestions; constraints checked."""
-    knobs = suggest_knobs(trial, spec.space, spec.fixed, spec.constraints, default_sampler())
+    knobs = suggest_knobs(trial, spec.space, spec.fixed, spec.constraints)
     return sampler_config(knobs, {})
 
 

@@ -4,10 +4,10 @@ spec alone: nothing is loaded, generated or downloaded."""
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from typing import Any
 
-from edmbench.study.space import grid_points, knob_active
+from edmbench.study.record import sampler_config
+from edmbench.study.space import active, grid_points, parent_choices
 from edmbench.study.spec import StudySpec
 
 
@@ -53,19 +53,16 @@ def _describe(p: Any) -> str:
 
 
 def _nfe(spec: StudySpec, knobs: dict[str, Any]) -> int:
-    from edmbench.sampling import SamplerConfig
-
-    return SamplerConfig.from_dict({**spec.fixed, **knobs}).nfe
+    return sampler_config(spec.fixed, active({**spec.fixed, **knobs})).nfe
 
 
 def _nfe_corners(spec: StudySpec) -> list[int]:
-    """NFE at every combination of sampler choices and num_steps ends (NFE is monotone in num_steps)."""
-    by_name = {p.name: p for p in spec.space}
-    samplers = by_name["sampler"].choices if "sampler" in by_name else [spec.fixed.get("sampler", "heun")]
-    steps = by_name.get("num_steps")
-    step_ends = [int(steps.low), int(steps.high)] if steps and steps.kind == "int" else (
-        list(steps.choices) if steps else [spec.fixed.get("num_steps", 18)])
-    return [_nfe(spec, {"sampler": s, "num_steps": n}) for s, n in itertools.product(samplers, step_ends)]
+    """NFE at every reachable parent choice x the ends of ``num_steps`` (NFE is monotone in num_steps)."""
+    steps = next((p for p in spec.space if p.name == "num_steps"), None)
+    ends = ([{}] if steps is None else [{"num_steps": v} for v in
+            (steps.choices if steps.kind == "categorical" else (int(steps.low), int(steps.high)))])
+    return [_nfe(spec, {**parents, **end}) for parents in parent_choices(spec.space, spec.fixed)
+            for end in ends]
 
 
 def make_plan(spec: StudySpec, n_trials: int | None = None) -> Plan:
@@ -73,8 +70,7 @@ def make_plan(spec: StudySpec, n_trials: int | None = None) -> Plan:
     enqueued = [_nfe(spec, e.params) for e in spec.enqueue]
     if spec.search.sampler == "grid":
         points = list(grid_points(spec.space, spec.fixed, spec.constraints))
-        nfes = [_nfe(spec, {k: v for k, v in p.items() if knob_active(k, p.get("sampler", "heun"))})
-                for p in points]
+        nfes = [_nfe(spec, p) for p in points]
         total = sum(nfes) * n
         n_trials = len(points)
     else:

@@ -28,8 +28,10 @@ def knobs_of(trial: Any, spec: StudySpec) -> dict[str, Any]:
     searched knob that a stopped trial never chose is None)."""
     try:
         knobs = sampler_config(spec.fixed, trial.params).to_dict()
-    except (ValueError, TypeError):
-        knobs = dict(trial.params)
+    except (ValueError, TypeError):  # e.g. pruned for breaking a constraint: the values it was given
+        from edmbench.sampling import SamplerConfig
+
+        knobs = {**SamplerConfig.defaults(), **spec.fixed, **trial.params}
     if trial.state.name not in ("COMPLETE", "PRUNED"):  # stopped before choosing: unknown, not default
         knobs.update({p.name: None for p in spec.space if p.name not in trial.params})
     return knobs

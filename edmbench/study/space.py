@@ -21,10 +21,31 @@ _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][\w]*|[-+0-9.eE]+)\s*(<=|>=|<|>)\s*([A-
 
 
 def knob_names() -> list[str]:
-    """Names of every sampler knob: the fields of ``SamplerConfig`` (read, never duplicated)."""
+    """Every sampler knob: ``SamplerConfig``'s fields and registered knobs (read, never duplicated)."""
     from edmbench.sampling import SamplerConfig
 
-    return [f.name for f in dataclasses.fields(SamplerConfig)]
+    return [k for k in SamplerConfig.knob_names() if k != "extra"]
+
+
+def parent_knobs() -> tuple[str, ...]:
+    """The knobs that decide which other knobs are read (sampler, discretization, schedule, scaling), in the
+    order they are suggested."""
+    from edmbench.sampling import PARENT_KNOBS
+
+    return tuple(PARENT_KNOBS)
+
+
+def knobs_read(knobs: Mapping[str, Any]) -> frozenset[str]:
+    """Every knob a configuration with ``knobs``' parent choices reads (the sampling registry's metadata)."""
+    from edmbench.sampling import knobs_read as read
+
+    return read({k: v for k, v in knobs.items() if k in parent_knobs()})
+
+
+def active(knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """``knobs`` without those that its parent choices do not read."""
+    read = knobs_read(knobs)
+    return {k: v for k, v in knobs.items() if k in read}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,11 +161,15 @@ def violated(constraints: Sequence[Constraint], values: Mapping[str, Any]) -> li
 
 def grid_points(space: Sequence[ParamSpec], fixed: Mapping[str, Any],
                 constraints: Sequence[Constraint]) -> Iterator[dict[str, Any]]:
-    """The cartesian product of every knob's values, in spec order, minus points breaking a constraint."""
-    names = [p.name for p in space]
+    """The cartesian product of every knob's values, in spec order, with the knobs that a point's parents do
+    not read left out (so each distinct configuration appears once), minus points breaking a constraint."""
+    names, seen = [p.name for p in space], []
     for combo in itertools.product(*(p.grid_values() for p in space)):
         point = dict(zip(names, combo, strict=True))
-        if not violated(constraints, {**fixed, **point}):
+        read = knobs_read({**fixed, **point})
+        point = {k: v for k, v in point.items() if k in read}
+        if point not in seen and not violated(constraints, {**fixed, **point}):
+            seen.append(point)
             yield point
 
 
@@ -152,34 +177,44 @@ class ConstraintViolation(ValueError):
     """The suggested knobs break a ``[search] constraints`` entry."""
 
 
-def sampler_specific_knobs() -> set[str]:
-    """Knobs that only some samplers read: each sampler's ``params`` plus the churn knobs (registry data)."""
-    from edmbench.sampling import Churn, get_sampler, sampler_names
-
-    names = {p for s in sampler_names() for p in get_sampler(s).params}
-    return names | {f.name for f in dataclasses.fields(Churn)}
-
-
-def knob_active(name: str, sampler: str) -> bool:
-    """Whether ``sampler`` reads knob ``name`` (knobs every sampler reads are always active)."""
-    from edmbench.sampling import Churn, get_sampler
-
-    if name not in sampler_specific_knobs():
-        return True
-    info = get_sampler(sampler)
-    return name in info.params or (info.churn and name in {f.name for f in dataclasses.fields(Churn)})
-
-
 def suggest_knobs(trial: Any, space: Sequence[ParamSpec], fixed: Mapping[str, Any],
-                  constraints: Sequence[Constraint], default_sampler: str) -> dict[str, Any]:
-    """Fixed knobs plus the trial's suggestions (define-by-run: knobs the chosen sampler ignores are not
-    suggested, so they stay at their defaults). Raises :class:`ConstraintViolation`."""
-    knobs = dict(fixed)
-    categorical_first = sorted(space, key=lambda p: p.kind != "categorical" or p.name != "sampler")
-    for param in categorical_first:
-        if knob_active(param.name, knobs.get("sampler", default_sampler)):
+                  constraints: Sequence[Constraint]) -> dict[str, Any]:
+    """Fixed knobs plus the trial's suggestions, define-by-run: the parents first (sampler, discretization,
+    schedule, scaling, each only when the parents before it read it), then only the knobs they read, in spec
+    order; the others stay at ``SamplerConfig``'s defaults. Raises :class:`ConstraintViolation`."""
+    knobs, by_name = dict(fixed), {p.name: p for p in space}
+    for parent in parent_knobs():
+        if parent in by_name and parent in knobs_read(knobs):
+            knobs[parent] = by_name[parent].suggest(trial)
+    read = knobs_read(knobs)
+    for param in space:
+        if param.name not in parent_knobs() and param.name in read:
             knobs[param.name] = param.suggest(trial)
     broken = violated(constraints, knobs)
     if broken:
         raise ConstraintViolation(f"constraint(s) violated: {'; '.join(broken)}")
     return knobs
+
+
+def parent_choices(space: Sequence[ParamSpec], fixed: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of parent values a trial can reach (searched parents' choices x fixed parents), with
+    parents that the combination does not read left out."""
+    from edmbench.sampling import SamplerConfig
+
+    defaults, by_name = SamplerConfig.defaults(), {p.name: p for p in space}
+    combos: list[dict[str, Any]] = [{}]
+    for parent in parent_knobs():
+        grown = []
+        for combo in combos:
+            if parent not in knobs_read({**fixed, **combo}):
+                grown.append(combo)
+                continue
+            values = (by_name[parent].choices if parent in by_name and by_name[parent].kind == "categorical"
+                      else [fixed.get(parent, defaults[parent])])
+            grown += [{**combo, parent: v} for v in values]
+        combos = grown
+    out = []
+    for combo in combos:
+        if combo not in out:
+            out.append(combo)
+    return out

@@ -164,8 +164,12 @@ def _check_whole(spec: StudySpec, problems: list[str], check_files: bool) -> Non
     """Cross-section rules, and every knob value checked by ``SamplerConfig`` itself."""
     if spec.search.sampler == "grid":
         problems.extend(sec.grid_problems(spec.space))
-    if spec.multi_objective and spec.search.sampler == "cmaes":
-        problems.append("[search] sampler 'cmaes' is single-objective; use tpe, gp, random or grid")
+    from edmbench.study.search import SEARCH_SAMPLERS
+
+    if spec.multi_objective and not SEARCH_SAMPLERS.get(spec.search.sampler).multi_objective:
+        multi = [n for n, s in SEARCH_SAMPLERS.items() if s.multi_objective]
+        problems.append(f"[search] sampler {spec.search.sampler!r} is single-objective; use "
+                        f"{', '.join(multi)}")
     if not spec.space and spec.search.sampler != "grid" and not spec.enqueue:
         problems.append("[space] is empty: nothing to search (fix every knob in [fixed] and use one "
                         "[[enqueue]] entry, or add a [space.<knob>] table)")
@@ -173,7 +177,7 @@ def _check_whole(spec: StudySpec, problems: list[str], check_files: bool) -> Non
     if bad_rungs:
         problems.append(f"[metric] rungs {bad_rungs} must be below num_images = {spec.metric.num_images} "
                         "(the final FID is always computed at num_images)")
-    problems.extend(sec.config_problems(spec.fixed, spec.space, spec.enqueue))
+    problems.extend(sec.config_problems(spec.fixed, spec.space, spec.enqueue, spec.constraints))
     problems.extend(name_problems(spec, check_files=check_files))
     if needs_kid(spec.objectives) and check_files and not _has_feature_rows(spec.metric.reference):
         problems.append(f"[metric] reference {spec.metric.reference!r} holds no feature rows, which "
