@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,17 +23,17 @@ def _literal(text: str) -> Any:
     return text
 
 
-def _sampler_fields() -> list[dataclasses.Field]:
+def _sampler_defaults() -> dict:
     from edmbench.sampling import SamplerConfig
 
-    return list(dataclasses.fields(SamplerConfig))
+    return SamplerConfig.defaults()  # every knob (fields and registered ones) with its default
 
 
 def _add_sampler_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("sampler (SamplerConfig fields; unset = the dataclass default)")
-    for f in _sampler_fields():
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f"cfg_{f.name}", type=_literal, default=None,
-                           metavar="V", help=f"default {f.default!r}")
+    for name, default in _sampler_defaults().items():
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", type=_literal, default=None,
+                           metavar="V", help=f"default {default!r}")
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="any SamplerConfig key (repeatable); wins over the flags above")
 
@@ -43,8 +42,8 @@ def sampler_config_from_args(args: argparse.Namespace):
     """``SamplerConfig.from_dict`` of the flags that were given, then the ``--set`` pairs."""
     from edmbench.sampling import SamplerConfig
 
-    values = {f.name: getattr(args, f"cfg_{f.name}") for f in _sampler_fields()
-              if getattr(args, f"cfg_{f.name}") is not None}
+    values = {name: getattr(args, f"cfg_{name}") for name in _sampler_defaults()
+              if getattr(args, f"cfg_{name}") is not None}
     for pair in args.set:
         key, sep, value = pair.partition("=")
         if not sep:
