@@ -1,5 +1,6 @@
 """Sampling: schedules, per-image noise, churn, solvers and the sampler registry (EDM Sec. 3-4)."""
 
+from edmbench.sampling import lownfe as _lownfe  # noqa: F401 -- registers logsnr, time_uniform, polynomial, knots
 from edmbench.sampling.api import SampleResult, sample, sigmas_for, solver_params
 from edmbench.sampling.churn import CHURN_NOISE, Churn, churn_step
 from edmbench.sampling.config import SamplerConfig, ignored_knobs, knobs_read, with_denoiser_defaults

@@ -11,6 +11,7 @@ from torch import Tensor
 from edmbench.denoisers.base import CountingDenoiser, Denoiser
 from edmbench.registry import Registry
 from edmbench.sampling.config import SamplerConfig
+from edmbench.sampling.conventions import run_solver
 from edmbench.sampling.discretizations import DISCRETIZATIONS, make_sigmas, resolve_range
 from edmbench.sampling.noise import NoiseSource
 from edmbench.sampling.ode import Callback
@@ -41,11 +42,13 @@ def _range(config: SamplerConfig, denoiser: Denoiser | None) -> tuple[float, flo
 
 
 def sigmas_for(config: SamplerConfig, denoiser: Denoiser | None = None) -> Tensor:
-    """The float64 ``[num_steps + 1]`` noise levels of ``config``, clamped to and rounded by ``denoiser``."""
+    """The float64 ``[num_steps + 1]`` noise levels of ``config``, clamped to and rounded by ``denoiser``
+    (ending in 0 under the ``zero`` end point, at sigma_min under the others; ``sampling.conventions``)."""
     sigma_min, sigma_max = _range(config, denoiser)
     knobs = _knobs(config, DISCRETIZATIONS.get(config.discretization).knobs)
-    return make_sigmas(config.discretization, config.num_steps, sigma_min, sigma_max,
-                       round_sigma=None if denoiser is None else denoiser.round_sigma, **knobs)
+    sigmas = make_sigmas(config.discretization, config.convention.num_levels(config.num_steps), sigma_min,
+                         sigma_max, round_sigma=None if denoiser is None else denoiser.round_sigma, **knobs)
+    return sigmas if config.endpoint == "zero" else sigmas[:-1]
 
 
 def solver_params(config: SamplerConfig, denoiser: Denoiser | None = None) -> dict[str, Any]:
@@ -75,8 +78,9 @@ def sample(denoiser: Denoiser, config: SamplerConfig, noise: Tensor, *, noise_so
     sigmas = sigmas_for(config, denoiser)
     counter = CountingDenoiser(denoiser)
     with torch.no_grad():  # sampling never needs gradients; networks would otherwise build graphs
-        x = config.info.fn(counter, noise, sigmas, noise_source=noise_source, class_labels=class_labels,
-                           churn=config.churn, callback=callback, **solver_params(config, denoiser))
+        x = run_solver(config.info, counter, noise, sigmas, config.convention, noise_source=noise_source,
+                       class_labels=class_labels, churn=config.churn, callback=callback,
+                       **solver_params(config, denoiser))
     if counter.calls != config.nfe:
         raise RuntimeError(f"sampler {config.sampler!r} made {counter.calls} denoiser calls, but its "
                            f"registry formula gives nfe={config.nfe} for num_steps={config.num_steps}")

@@ -15,6 +15,7 @@ from typing import Any
 
 from edmbench.registry import close_match
 from edmbench.sampling.churn import Churn
+from edmbench.sampling.conventions import Convention
 from edmbench.sampling.knobs import KNOBS, PARENT_KNOBS, PARENTS, read_by, readers
 from edmbench.sampling.registry import SamplerInfo, get_sampler
 from edmbench.sampling.schedules import EPSILON_S
@@ -49,6 +50,8 @@ class SamplerConfig:
     order: int | None = None  # ipndm/ipndm_v: 1..4 (None = 4); unipc: 1..3 (None = 2)
     eta: float = 1.0  # euler_ancestral noise fraction, [0, 1]
     epsilon_s: float = EPSILON_S  # VP end time, read by the vp discretisation and the vp schedule
+    endpoint: str = "zero"  # zero (EDM) | sigma_min | sigma_min_denoise (edmbench.sampling.conventions)
+    afs: bool = False  # analytic first step: replaces the first network call (conventions)
     extra: Any = ()  # registered non-field knobs: a mapping name -> value, stored as sorted pairs
 
     def __post_init__(self) -> None:
@@ -87,6 +90,7 @@ class SamplerConfig:
             raise ValueError(f"eta must be in [0, 1], got {self.eta}")
         if not (0 < self.epsilon_s < 1):
             raise ValueError(f"epsilon_s must be in (0, 1), got {self.epsilon_s}")
+        self.convention  # noqa: B018 -- validates endpoint and afs
 
     def _check_unused(self) -> None:
         defaults = self.defaults()
@@ -128,9 +132,18 @@ class SamplerConfig:
         return Churn(self.s_churn, self.s_tmin, self.s_tmax, self.s_noise, self.churn_noise)
 
     @property
+    def convention(self) -> Convention:
+        return Convention(self.endpoint, self.afs)
+
+    @property
     def nfe(self) -> int:
-        """Denoiser evaluations per sample, from the registry formula (final step to sigma = 0)."""
-        return self.info.nfe(self.num_steps)
+        """Denoiser evaluations per sample: the registry formula under the end-point/AFS convention."""
+        return self.convention.nfe(self.info, self.num_steps)
+
+    @property
+    def network_rounds(self) -> int:
+        """Sequential network rounds per sample (= nfe for every registered solver)."""
+        return self.convention.network_rounds(self.info, self.num_steps)
 
     def to_dict(self) -> dict[str, Any]:
         """Every knob by name (flat: registered knobs beside the fields)."""

@@ -115,6 +115,25 @@ class RunResult:
     network_rounds: int
 
 
+def run_solver(info: SamplerInfo, counter: CountingDenoiser, noise: Tensor, sigmas: Tensor,
+               convention: Convention, **kwargs) -> Tensor:
+    """``info.fn`` on ``sigmas`` under ``convention``: AFS replaces the first call of ``counter``, and
+    ``sigma_min_denoise`` adds D(x; sigma_min). ``kwargs`` go to the solver (noise_source, churn, ...)."""
+    net: Denoiser = AnalyticFirstStep(counter) if convention.afs else counter
+    x = info.fn(net, noise, sigmas, **kwargs)
+    if convention.endpoint == "sigma_min_denoise":
+        x = denoise(net, x, float(sigmas[-1]), kwargs.get("class_labels"))
+    return x
+
+
+def check_count(info: SamplerInfo, convention: Convention, num_steps: int, calls: int) -> None:
+    """Raise if the counted calls differ from the convention's formula (a wrong formula is a bug)."""
+    expected = convention.nfe(info, num_steps)
+    if calls != expected:
+        raise RuntimeError(f"sampler {info.name!r} made {calls} network calls under {convention.label}, "
+                           f"but the convention's formula gives nfe={expected} for num_steps={num_steps}")
+
+
 def sample_levels(denoiser: Denoiser, sampler: str, levels: Tensor, noise: Tensor, *, noise_source,
                   convention: Convention = EDM, class_labels: Tensor | None = None,
                   **solver_params) -> RunResult:
@@ -126,16 +145,9 @@ def sample_levels(denoiser: Denoiser, sampler: str, levels: Tensor, noise: Tenso
         raise ValueError(f"{len(levels)} levels make no step under endpoint {convention.endpoint!r}")
     sigmas = convention.sigmas(torch.as_tensor(levels, dtype=torch.float64))
     counter = CountingDenoiser(denoiser)
-    net: Denoiser = AnalyticFirstStep(counter) if convention.afs else counter
     with torch.no_grad():
-        x = info.fn(net, noise, sigmas, noise_source=noise_source, class_labels=class_labels,
-                    **solver_params)
-        if convention.endpoint == "sigma_min_denoise":
-            x = denoise(net, x, float(sigmas[-1]), class_labels)
-    expected = convention.nfe(info, num_steps)
-    if counter.calls != expected:
-        raise RuntimeError(f"sampler {sampler!r} made {counter.calls} network calls under "
-                           f"{convention.label}, but the convention's formula gives nfe={expected} for "
-                           f"num_steps={num_steps}")
+        x = run_solver(info, counter, noise, sigmas, convention, noise_source=noise_source,
+                       class_labels=class_labels, **solver_params)
+    check_count(info, convention, num_steps, counter.calls)
     return RunResult(x=x, nfe=counter.calls, sigmas=sigmas,
                      network_rounds=convention.network_rounds(info, num_steps))

@@ -28,7 +28,8 @@ PARENTS: dict[str, Registry[Any]] = {
     "sampler": SAMPLERS, "discretization": DISCRETIZATIONS, "schedule": SCHEDULES, "scaling": SCALINGS,
 }
 PARENT_KNOBS: tuple[str, ...] = tuple(PARENTS)
-ALWAYS_READ: tuple[str, ...] = ("sampler", "num_steps", "sigma_min", "sigma_max", "discretization")
+ALWAYS_READ: tuple[str, ...] = ("sampler", "num_steps", "sigma_min", "sigma_max", "discretization",
+                                 "endpoint", "afs")
 
 
 @dataclass(frozen=True)

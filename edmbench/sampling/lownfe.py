@@ -1,0 +1,97 @@
+"""Registers the low-NFE literature's discretizations with the sampling registry (issue 11).
+
+- ``logsnr``, ``time_uniform``: no knobs; ``polynomial``: reads ``rho`` (EDM Eq. 5 on any range;
+  diff-sampler's name for EDM's rho schedule; ``spacings.polynomial_levels`` also takes rho < 0, which
+  SamplerConfig's ``rho > 0`` check does not allow). Default range [0.002, 80] (EDM's).
+- ``knots``: the schedule as data. Either ``sigmas`` (an explicit list, e.g. a published schedule, checked by
+  :func:`edmbench.sampling.knots.check_sigmas`; its ends are the default range; a final 0 is allowed and
+  dropped, the end-point convention decides what follows the last level), or ``knot_1`` .. ``knot_{L-2}``,
+  the searchable fractions of :mod:`edmbench.sampling.knots` (each a float in [0, 1]; ``MAX_KNOTS`` of
+  them are registered). ``L`` = the number of levels = ``num_steps`` (end point ``zero``) or
+  ``num_steps + 1`` (the ``sigma_min`` end points).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from edmbench.sampling.discretizations import DISCRETIZATIONS, DiscretizationInfo
+from edmbench.sampling.knobs import KNOBS, Knob, register
+from edmbench.sampling.knots import KNOT_PREFIX, check_sigmas, knot_names, levels_from_fractions
+from edmbench.sampling.spacings import logsnr_levels, polynomial_levels, time_uniform_levels
+
+MAX_KNOTS = 16  # enough for 17 steps under sigma_min, 18 under zero
+EDM_RANGE = (0.002, 80.0)
+KNOT_KNOBS = tuple(f"{KNOT_PREFIX}{k}" for k in range(1, MAX_KNOTS + 1))
+
+
+def _edm_range(**_: Any) -> tuple[float, float]:
+    return EDM_RANGE
+
+
+def _check_knot(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"a knot fraction must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_sigmas_knob(value: Any) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    values = check_sigmas(list(value) if isinstance(value, tuple) else value)
+    return tuple(values[:-1] if values[-1] == 0 else values)
+
+
+def _knots_range(sigmas: tuple[float, ...] | None = None, **_: Any) -> tuple[float, float]:
+    return (sigmas[-1], sigmas[0]) if sigmas else EDM_RANGE
+
+
+def knots_levels(num_levels: int, sigma_min: float, sigma_max: float, sigmas: tuple[float, ...] | None = None,
+                 **knots: float | None) -> Tensor:
+    """The ``knots`` discretization's levels: the explicit ``sigmas`` or the fractions ``knot_k``."""
+    given = {name: u for name, u in knots.items() if u is not None}
+    if sigmas is not None:
+        if given:
+            raise ValueError(f"knots: give either sigmas or {KNOT_PREFIX}k fractions, not both "
+                             f"(got sigmas and {', '.join(sorted(given))})")
+        check_sigmas(list(sigmas), num_levels=num_levels, sigma_min=sigma_min * (1 - 1e-12),
+                     sigma_max=sigma_max * (1 + 1e-12))
+        return torch.tensor(sigmas, dtype=torch.float64)
+    names = knot_names(num_levels)
+    if len(names) > MAX_KNOTS:
+        raise ValueError(f"knots: {num_levels} levels need {len(names)} fractions; at most {MAX_KNOTS}")
+    missing = [n for n in names if n not in given]
+    unused = sorted(set(given) - set(names), key=lambda n: int(n[len(KNOT_PREFIX):]))
+    if missing or unused:
+        raise ValueError(f"knots with {num_levels} levels needs exactly {names[0] if names else 'no knot'}"
+                         f"{'..' + names[-1] if len(names) > 1 else ''} (or sigmas = [...]); "
+                         f"missing: {missing or 'none'}, not used: {unused or 'none'}")
+    return levels_from_fractions([given[n] for n in names], sigma_min, sigma_max)
+
+
+def _register() -> None:
+    if "knots" in DISCRETIZATIONS:
+        return
+    for info in (
+        DiscretizationInfo("logsnr", lambda n, lo, hi: logsnr_levels(n, lo, hi), _edm_range, (),
+                           "uniform in log sigma (= logSNR; DPM-Solver/UniPC)"),
+        DiscretizationInfo("time_uniform", lambda n, lo, hi: time_uniform_levels(n, lo, hi), _edm_range, (),
+                           "uniform in VP time on EDM's VP curve (DEIS)"),
+        DiscretizationInfo("polynomial", lambda n, lo, hi, rho=7.0: polynomial_levels(n, lo, hi, rho),
+                           _edm_range, ("rho",), "EDM Eq. 5 with exponent rho on any range"),
+    ):
+        register("discretization", info)
+    knobs = [Knob("sigmas", None, _check_sigmas_knob, "explicit noise levels of the knots discretization")]
+    knobs += [Knob(name, None, _check_knot, "searchable knots fraction (edmbench.sampling.knots)")
+              for name in KNOT_KNOBS if name not in KNOBS]
+    knots = DiscretizationInfo("knots", knots_levels, _knots_range, ("sigmas", *KNOT_KNOBS),
+                               "explicit or searched noise levels")
+    register("discretization", knots, *knobs)
+
+
+_register()
