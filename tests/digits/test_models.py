@@ -44,6 +44,7 @@ def test_conditional_samples_are_classified_as_requested(shipped, extractor):
     assert conditional_accuracy(model, SamplerConfig(), range(100), extractor.classifier) >= 0.9
 
 
+@pytest.mark.slow  # ~100 s on 2 cores: 600 sampled images (issue 12)
 def test_heun_35_beats_euler_10(shipped, extractor):
     """FID-digits against the shipped train statistics on the same 300 seeds (common random numbers, so
     the paired difference is far less noisy than either jackknife error). The stronger claim, a gap larger
