@@ -67,12 +67,20 @@ def _median(p: Any, rungs: tuple[int, ...]) -> Any:
     return _optuna().pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=warmup)
 
 
+def _paired() -> Any:
+    from edmbench.study.pruners import PairedPruner
+
+    return PairedPruner()
+
+
 PRUNERS: Registry[Pruner] = Registry("pruner", [
     ("median", Pruner(_median, "stop a trial whose score at a rung is worse than the median of earlier "
                                "trials at that rung")),
     ("successive_halving", Pruner(lambda p, rungs: _optuna().pruners.SuccessiveHalvingPruner(
         min_resource=rungs[0], reduction_factor=2), "asynchronous successive halving from the first rung")),
     ("none", Pruner(lambda p, rungs: _optuna().pruners.NopPruner(), "never prune")),
+    ("paired", Pruner(lambda p, rungs: _paired(), "stop a trial only when its paired interval against the "
+                      "incumbent at the same rung (shared seeds) says it is worse (edmbench.study.pruners)")),
 ])
 
 
