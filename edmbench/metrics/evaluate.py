@@ -31,12 +31,14 @@ from edmbench.metrics.stats import ReferenceStats, load_reference
 
 @dataclass(frozen=True)
 class Score:
-    """One objective's value at one rung, its error bar (None: unknown) and, when the objective has
-    them, its per-seed values (``[num_images]``, in seed order) for paired statistics."""
+    """One objective's value at one rung, its error bar (None: unknown), its leave-one-seed-group-out
+    values (``loo``, groups by seed, for paired jackknife statistics) and, when the objective has them, its
+    per-seed values (``[num_images]``, in seed order)."""
 
     value: float
     err: float | None = None
     per_seed: Any = None
+    loo: tuple[float, ...] = ()
 
 
 class Meter(Protocol):
@@ -52,21 +54,29 @@ def score_rungs(denoiser, config, seeds: Sequence[int], extractor, reference: Re
                 class_policy: str | int | None = "random", device: str = "cpu", noise_device: str = "cpu",
                 uncertainty: str | None = "jackknife", groups: int = 10, level: float = 0.95,
                 kid_pr: KIDPROptions | None = None, meters: Mapping[str, Meter] | None = None,
-                on_batch: Callable[[ImageBatch], None] | None = None) -> Iterator[RungResult]:
+                on_batch: Callable[[ImageBatch], None] | None = None, shard=None) -> Iterator[RungResult]:
     """Yield a ``RungResult`` at each of ``rungs`` below ``len(seeds)`` and at ``len(seeds)``.
 
     ``extractor`` is a ready module; ``meters[name].result()`` lands in ``RungResult.extra[name]``;
-    ``on_batch`` sees every generated batch (progress, saving PNGs)."""
+    ``on_batch`` sees every generated batch (progress, saving PNGs). ``shard`` (an
+    ``edmbench.metrics.shard.Shard``) splits the seeds over ranks; every rank yields the merged results."""
     seeds = seeds if isinstance(seeds, range | SeedRanges) else list(seeds)  # ranges stay lazy
     stops = sorted({*(r for r in (rungs or ()) if r < len(seeds)), len(seeds)})
     if rungs and max(rungs) > len(seeds):
         raise ValueError(f"rung {max(rungs)} exceeds the {len(seeds)} seeds")
     meters = dict(meters or {})
-    batches = _tapped(generate_images(denoiser, config, seeds, batch_size=batch_size,
-                                      class_policy=class_policy, device=device, noise_device=noise_device),
-                      stops, meters, on_batch)
+    plan, local_seeds, local_stops = None, seeds, stops
+    if shard is not None:
+        if meters:
+            raise ValueError(f"meters ({', '.join(meters)}) do not merge across ranks; run them unsharded")
+        plan = shard.plan(seeds, stops)
+        local_seeds, local_stops = plan.seeds, plan.local_rungs
+    batches = _tapped(generate_images(denoiser, config, local_seeds, batch_size=batch_size,
+                                      class_policy=class_policy, device=device, noise_device=noise_device,
+                                      rungs=local_stops) if len(local_seeds) else iter(()),
+                      local_stops, meters, on_batch)
     for result in fid_at_rungs(batches, extractor, reference, stops, uncertainty=uncertainty, groups=groups,
-                               level=level, kid_pr=kid_pr):
+                               level=level, kid_pr=kid_pr, shard=shard, plan=plan):
         for name, meter in meters.items():
             result.extra[name] = meter.result()
         yield result

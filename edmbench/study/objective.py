@@ -14,7 +14,7 @@ from typing import Any
 
 from edmbench.study._sections import resolve_path
 from edmbench.study.objectives import get_objective, needs_kid
-from edmbench.study.record import TrialRecord, sampler_config
+from edmbench.study.record import TrialRecord, sampler_config, write_rung_evidence
 from edmbench.study.space import ConstraintViolation, suggest_knobs
 from edmbench.study.spec import StudySpec
 
@@ -158,6 +158,7 @@ class StudyObjective:
             for result, scores in self.scorer.score(config, spec.seeds, spec.metric.rungs, counter):
                 if result.n < spec.metric.num_images and not spec.multi_objective:
                     value = scores[primary.name].value
+                    write_rung_evidence(trial, result.n, value, scores[primary.name].loo)
                     trial.report(value, result.n)
                     if trial.should_prune():
                         reason = (f"{primary.label} {value:.4g} at {result.n} images is worse than the "

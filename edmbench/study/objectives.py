@@ -113,7 +113,7 @@ def needs_kid(names: tuple[str, ...]) -> bool:
 def _fid(rung: Any) -> Any:
     from edmbench.metrics.evaluate import Score
 
-    return Score(rung.fid, rung.fid_err)
+    return Score(rung.fid, rung.fid_err, loo=tuple(getattr(rung, "fid_loo", ())))
 
 
 def _kid(rung: Any) -> Any:
@@ -127,3 +127,15 @@ register(Objective("fid", "minimize", "FID", "Frechet distance of the extractor'
 register(Objective("kid", "minimize", "KID", "kernel inception distance (needs reference feature rows; "
                    "error bar: std over subsets)", score=_kid, needs_kid=True))
 register(Objective("nfe", "minimize", "NFE", "denoiser evaluations per sample (from the sampler)", cost=True))
+
+
+def _teacher_meter(denoiser: Any, config: Any, seeds: Any, device: str) -> Any:
+    from edmbench.metrics.teacher import teacher_meter
+
+    return teacher_meter(denoiser, config, seeds, device)
+
+
+register(Objective("teacher_l2", "minimize", "teacher L2", "per-seed RMS pixel distance to a Heun-64 "
+                   "teacher's images on the same seeds (edmbench.metrics.teacher; deterministic samplers; "
+                   "error bar: standard error)", score=lambda rung: rung.extra["teacher_l2"],
+                   meter=_teacher_meter, per_seed=True))

@@ -7,6 +7,8 @@ Attribute names live in this module only. User attrs (``trial.user_attrs``):
   reached) and the time spent so far;
 - ``nfe``: denoiser evaluations per sample; ``provenance``: :func:`edmbench.provenance.provenance` plus
   ``spec_hash``, ``seeds``, ``model``, ``extractor``, ``reference``;
+- ``rungs``: the rung evidence, ``{str(n): {"value": v, "loo": [K leave-one-seed-group-out values]}}`` of
+  the primary objective at each rung reached (written before the pruner is asked; paired pruning reads it);
 - ``enqueue_label``, ``grid_index``, ``retry_of``: where an enqueued trial came from;
 - ``pruned_reason``, ``fail_reason``: why it stopped.
 
@@ -32,6 +34,7 @@ ATTR_GRID_INDEX = "grid_index"
 ATTR_RETRY_OF = "retry_of"
 ATTR_PRUNED_REASON = "pruned_reason"
 ATTR_FAIL_REASON = "fail_reason"
+ATTR_RUNGS = "rungs"                     # {str(n): {"value": v, "loo": [K floats]}} of the primary objective
 ATTR_RETIRED = "edmbench:retired"        # system attr
 ATTR_HEARTBEAT = "edmbench:heartbeat"    # system attr
 ATTR_RETRY = "edmbench:retry"            # system attr: the retired trial wants a retry
@@ -58,6 +61,7 @@ class TrialRecord:
     pruned_reason: str | None = None
     fail_reason: str | None = None
     retired: str | None = None  # read only: the runner writes it as a system attr
+    rungs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # read only: write_rung_evidence
 
     def write(self, trial: Any) -> None:
         """Set every known field on a live ``optuna.Trial`` (the result as one attribute, one write)."""
@@ -87,10 +91,25 @@ class TrialRecord:
                    provenance=user.get(ATTR_PROVENANCE), enqueue_label=user.get(ATTR_ENQUEUE_LABEL),
                    grid_index=user.get(ATTR_GRID_INDEX), retry_of=user.get(ATTR_RETRY_OF),
                    pruned_reason=pruned, fail_reason=user.get(ATTR_FAIL_REASON),
-                   retired=system.get(ATTR_RETIRED))
+                   retired=system.get(ATTR_RETIRED), rungs=dict(user.get(ATTR_RUNGS, {})))
 
     def notes(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in NOTES}
+
+
+def write_rung_evidence(trial: Any, num_images: int, value: float, loo: Any) -> None:
+    """Add one rung's evidence (primary objective value, leave-one-group-out values) to a live trial."""
+    evidence = dict(trial.user_attrs.get(ATTR_RUNGS, {}))
+    evidence[str(int(num_images))] = {"value": float(value), "loo": [float(v) for v in (loo or ())]}
+    trial.set_user_attr(ATTR_RUNGS, evidence)
+
+
+def rung_evidence(trial: Any, num_images: int) -> tuple[float, list[float]] | None:
+    """(value, leave-one-group-out values) of a trial at a rung, or None when it has none there."""
+    entry = trial.user_attrs.get(ATTR_RUNGS, {}).get(str(int(num_images)))
+    if not entry or len(entry.get("loo", ())) < 2:
+        return None
+    return float(entry["value"]), list(entry["loo"])
 
 
 def is_retired(trial: Any) -> bool:
