@@ -107,6 +107,13 @@ def paired_difference(full_a: float, loo_a: Sequence[float], full_b: float, loo_
                       int(num_images))
 
 
+def single_estimate(full: float, loo: Sequence[float], num_images: int,
+                    level: float = DEFAULT_LEVEL) -> Difference:
+    """The jackknife-t interval of one score (a difference against 0), e.g. one held-out FID."""
+    loo = np.asarray(loo, np.float64)
+    return paired_difference(full, loo, 0.0, np.zeros_like(loo), num_images, level)
+
+
 def unpaired_difference(full_a: float, loo_a: Sequence[float], full_b: float, loo_b: Sequence[float],
                         num_images: int, level: float = DEFAULT_LEVEL) -> Difference:
     """The naive interval that ignores the pairing: SE sqrt(se_a^2 + se_b^2), Welch-Satterthwaite df (for

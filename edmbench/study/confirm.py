@@ -1,0 +1,177 @@
+"""Held-out confirmation: the search's top ``k`` AND every enqueued baseline re-scored at the full image
+count on seed ranges no trial has seen (``[rescore] seed_starts``; EDM's protocol repeats 50k images on
+three ranges), stored in the study (``rescore:<trial>:<seed_start>``, :mod:`edmbench.study.record`), then
+read back as held-out numbers with intervals:
+
+- per setting: each range's value, the minimum and the spread over ranges (EDM reports min and spread),
+  and the mean over ranges with its jackknife-t interval (:func:`edmbench.metrics.paired.combine`);
+- the chosen setting (the search's best, chosen before any held-out image was seen, so its held-out
+  interval carries no winner's curse) against every baseline: the held-out difference, paired on each
+  range's shared seeds and combined over ranges, with its verdict word;
+- the images per setting that would separate the top two candidates, from their measured paired variance.
+
+Selection happens on search seeds, judgement on held-out seeds: nothing here re-ranks by held-out values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+from edmbench.metrics.paired import Difference, combine, loo_from_per_seed, paired_difference, single_estimate
+from edmbench.study import results
+from edmbench.study.record import TrialRecord, rescore_key, rescore_records, sampler_config
+from edmbench.study.spec import StudySpec
+
+LEVEL = 0.95
+
+
+def heldout_ranges(spec: StudySpec) -> list[range]:
+    """The held-out seed ranges; ValueError when one overlaps the search seeds (then it is not held out)."""
+    if spec.rescore is None:
+        return []
+    ranges = [range(s, s + spec.rescore.num_images) for s in spec.rescore.seed_starts]
+    search = spec.seeds
+    for r in ranges:
+        if r.start < search.stop and search.start < r.stop:
+            raise ValueError(f"[rescore] seed range {r.start}-{r.stop - 1} overlaps the search seeds "
+                             f"{search.start}-{search.stop - 1}; held-out seeds must be ones no trial used")
+    return ranges
+
+
+def candidates(study: Any, spec: StudySpec) -> list[tuple[int, str]]:
+    """(trial number, role) to confirm: the top ``k`` COMPLETE trials by the search score ("rank 1", ...)
+    and every enqueued baseline whatever its state ("baseline: <label>"); a trial in both gets both."""
+    table = results.trials_table(study, spec)
+    roles: dict[int, list[str]] = {}
+    top = results.ranked(table, spec).head(spec.rescore.top_k if spec.rescore else 0)
+    for rank, number in enumerate(top["number"] if not top.empty else [], start=1):
+        roles.setdefault(int(number), []).append(f"rank {rank}")
+    for trial in study.get_trials(deepcopy=False):
+        label = TrialRecord.read(trial).enqueue_label
+        if label is not None and trial.params:
+            roles.setdefault(trial.number, []).append(f"baseline: {label}")
+    return [(number, ", ".join(r)) for number, r in roles.items()]
+
+
+def confirm(study: Any, spec: StudySpec, scorer: Any) -> list[dict[str, Any]]:
+    """Score every candidate on every held-out range not yet stored (resumable, idempotent); returns the
+    stored records."""
+    if spec.rescore is None or spec.multi_objective:
+        return rescore_records(study)
+    ranges, objective = heldout_ranges(spec), results.primary(spec)
+    for number, role in candidates(study, spec):
+        trial = study.trials[number]
+        config = sampler_config(spec.fixed, trial.params)
+        search_value = TrialRecord.read(trial).scores.get(objective.name)
+        for seeds in ranges:
+            key = rescore_key(number, seeds.start)
+            if key in study.user_attrs:
+                continue
+            start = time.perf_counter()
+            final, scores = list(scorer.score(config, seeds, ()))[-1]
+            score = scores[objective.name]
+            study.set_user_attr(key, {
+                "number": number, "role": role, f"search_{objective.name}": search_value, "nfe": config.nfe,
+                "seed_start": seeds.start, "seeds": f"{seeds.start}-{seeds.stop - 1}", "num_images": final.n,
+                objective.name: float(score.value), objective.err_column: _finite(score.err),
+                "loo": heldout_loo(objective.name, final, score, seeds),
+                "wall_time_s": round(time.perf_counter() - start, 3), **trial.params})
+    return rescore_records(study)
+
+
+def heldout_loo(name: str, rung: Any, score: Any, seeds: range) -> list[float] | None:
+    """The K leave-one-seed-group-out values of objective ``name`` at a rung (FID: the jackknife's; a
+    per-seed objective: means over the other groups), or None when the objective has neither."""
+    if name == "fid" and len(getattr(rung, "fid_loo", ())) > 1:
+        return [float(v) for v in rung.fid_loo]
+    if getattr(score, "per_seed", None) is not None:
+        return loo_from_per_seed(score.per_seed, seeds)[1]
+    return None
+
+
+# ---- reading the confirmation back -------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Confirmed:
+    """One setting's held-out results: per-range values (by seed start), min, spread, mean interval."""
+
+    number: int
+    role: str
+    nfe: int
+    search_value: float | None
+    values: dict[int, float]
+    mean: Difference | None  # the mean over ranges as an interval (a "difference against 0")
+
+    @property
+    def best_of_ranges(self) -> float:
+        return min(self.values.values())
+
+    @property
+    def spread(self) -> float:
+        return max(self.values.values()) - min(self.values.values())
+
+
+@dataclasses.dataclass
+class Comparison:
+    chosen: int
+    other: int
+    role: str
+    difference: Difference | None  # chosen - other, paired per range, combined over ranges
+
+    def verdict(self, direction: str) -> str:
+        return self.difference.verdict(direction) if self.difference else "not distinguishable (no interval)"
+
+
+def confirmed(records: list[dict[str, Any]], name: str, level: float = LEVEL) -> dict[int, Confirmed]:
+    """Every confirmed setting of the stored records, keyed by trial number."""
+    out: dict[int, Confirmed] = {}
+    for number, rows in _by_trial(records).items():
+        estimates = [single_estimate(r[name], r["loo"], r["num_images"], level) for r in rows if r.get("loo")]
+        mean = combine(estimates) if len(estimates) == len(rows) and estimates else None
+        first = rows[0]
+        out[number] = Confirmed(number, first.get("role", ""), int(first["nfe"]), first.get(f"search_{name}"),
+                                {int(r["seed_start"]): float(r[name]) for r in rows}, mean)
+    return out
+
+
+def heldout_difference(records: list[dict[str, Any]], a: int, b: int, name: str,
+                       level: float = LEVEL) -> Difference | None:
+    """Held-out ``a - b``: paired on each range both were scored on, combined over those ranges."""
+    by = _by_trial(records)
+    rows_b = {r["seed_start"]: r for r in by.get(b, [])}
+    diffs = []
+    for ra in by.get(a, []):
+        rb = rows_b.get(ra["seed_start"])
+        if rb is None or not ra.get("loo") or not rb.get("loo") or len(ra["loo"]) != len(rb["loo"]):
+            continue
+        diffs.append(paired_difference(ra[name], ra["loo"], rb[name], rb["loo"], ra["num_images"], level))
+    return combine(diffs) if diffs else None
+
+
+def comparisons(records: list[dict[str, Any]], chosen: int, name: str) -> list[Comparison]:
+    """The chosen setting against every baseline and against the next-ranked candidate."""
+    out = []
+    for number, item in confirmed(records, name).items():
+        if number != chosen and ("baseline" in item.role or "rank" in item.role):
+            out.append(Comparison(chosen, number, item.role, heldout_difference(records, chosen, number, name)))
+    return out
+
+
+def study_images(study: Any, records: list[dict[str, Any]]) -> tuple[int, int]:
+    """(images generated by the search trials, images generated for the held-out confirmation)."""
+    search = sum(TrialRecord.read(t).num_images or 0 for t in study.get_trials(deepcopy=False))
+    return int(search), int(sum(int(r["num_images"]) for r in records))
+
+
+def _by_trial(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(int(r["number"]), []).append(r)
+    return out
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
