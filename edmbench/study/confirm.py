@@ -156,7 +156,8 @@ def comparisons(records: list[dict[str, Any]], chosen: int, name: str) -> list[C
     out = []
     for number, item in confirmed(records, name).items():
         if number != chosen and ("baseline" in item.role or "rank" in item.role):
-            out.append(Comparison(chosen, number, item.role, heldout_difference(records, chosen, number, name)))
+            diff = heldout_difference(records, chosen, number, name)
+            out.append(Comparison(chosen, number, item.role, diff))
     return out
 
 
