@@ -41,7 +41,11 @@ def _fractions(num_steps: int) -> Tensor:
 
 def edm_levels(num_steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> Tensor:
     """EDM Eq. 5: (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho."""
-    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    try:
+        a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    except OverflowError:
+        raise ValueError(f"rho={rho} is too small for sigma_max={sigma_max}: sigma_max^(1/rho) overflows "
+                         "float64 (rho must exceed ln(sigma_max)/709)") from None
     return (a + _fractions(num_steps) * (b - a)) ** rho
 
 

@@ -202,3 +202,9 @@ def test_edm_schedule_rounded_to_the_iddpm_u():
     sigmas = sigmas_for(SamplerConfig(), NearestU())
     indices = [int((u - s).abs().argmin()) for s in sigmas[:-1]]
     assert indices == [8, 11, 15, 21, 31, 45, 67, 101, 157, 247, 384, 561, 735, 861, 937, 976, 993, 999]
+
+
+def test_tiny_rho_is_refused_with_its_name():
+    # 80^(1/rho) overflows float64 for rho < ln(80)/709.78 = 0.0062; the error names rho, not "math range".
+    with pytest.raises(ValueError, match=r"rho=1e-300 is too small for sigma_max=80.0"):
+        sigmas_for(SamplerConfig(rho=1e-300))
