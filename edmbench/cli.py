@@ -9,9 +9,11 @@ import sys
 
 # sub-command name -> module exposing ``add_parser(subparsers)``; imported lazily to keep start-up light
 COMMANDS = {
+    "compare": "edmbench.compare",
     "convert": "edmbench.pretrained",
     "fid": "edmbench.metrics.cli",
     "ref": "edmbench.metrics.cli",
+    "schedule": "edmbench.sampling.cli",
     "study": "edmbench.study.cli",
 }
 
