@@ -67,6 +67,9 @@ def run_command(args: argparse.Namespace) -> int:
     from edmbench.study.spec import load_spec
 
     spec = load_spec(find_spec(args.spec))  # a path, or a shipped spec name such as "quickstart"
+    from edmbench.study.preflight import preflight as check_spec
+
+    check_spec(spec, inputs=False)  # rungs and the plan's size; reads no file
     if args.dry_run:
         print("\n".join(make_plan(spec, args.n_trials).lines(spec)))
         return 0
@@ -86,6 +89,7 @@ def run_command(args: argparse.Namespace) -> int:
         from edmbench.study.objective import preflight
 
         preflight(spec)  # a missing weight file or an unreachable download fails here, before any work
+        check_spec(spec)  # the model, its classes, the reference and its dimension, before any storage
     try:
         run_study(spec, options)
     except KeyboardInterrupt:

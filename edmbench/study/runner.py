@@ -4,33 +4,58 @@ Design (``docs/studies.md``, "Workers, resume and crashes"):
 
 - Every running trial carries a heartbeat (trial system attr ``edmbench:heartbeat``, wall-clock seconds)
   refreshed by a thread every ``heartbeat_s``. It works the same on SQLite, PostgreSQL and journal files.
-- A RUNNING trial whose heartbeat is older than ``grace_s`` belongs to a dead worker: any worker retires it
-  (state FAIL, system attr ``edmbench:retired`` = reason) and enqueues a retry with the same parameters.
-  The storage lets exactly one retirer win the FAIL transition, so there is exactly one retry.
-- Grid studies enqueue every grid point once at creation (``storage.open_study``); workers only pop WAITING
-  trials (an atomic WAITING -> RUNNING transition in the storage) and never ask the sampler for points.
+- A RUNNING trial whose heartbeat is older than ``grace_s`` belongs to a dead worker: any worker retires it.
+  Retiring is one atomic step (``_optuna.retire_running``: state FAIL with the system attrs
+  ``edmbench:retired`` = reason and ``edmbench:retry``), won by exactly one retirer and never over a trial
+  its owner finished first. The retry (same parameters, system attr ``edmbench:retry_for`` = the retired
+  trial's number) is enqueued afterwards under the storage lock by :func:`enqueue_missing_retries`, which
+  also runs whenever a study is opened: a retirer stopped between the two steps loses no retry, and no
+  retry is enqueued twice.
+- Grid studies enqueue every grid point once at creation (``storage.open_study``); workers only claim WAITING
+  trials (``_optuna.claim_waiting``: a conditional update, atomic on SQLite too) and never ask the sampler.
 - The budget counts trials that are not retired. A worker starts a sampled trial only while that count is
   below ``n_trials``; a trial started concurrently beyond the budget is retired without retry.
+- Every sampled trial gets a sampler seeded from (``[search] seed``, trial number): reproducible with one
+  worker, and parallel workers (or a resumed run) never replay each other's random start-up points.
+- Signals: the first SIGINT/SIGTERM becomes ``KeyboardInterrupt``; later ones are ignored while the trial is
+  retired. Worker processes ignore the terminal's SIGINT; the parent forwards one SIGTERM to each.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import importlib.util
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from edmbench.study import _optuna
 from edmbench.study import progress as bars
+from edmbench.study.record import (
+    ATTR_HEARTBEAT,
+    ATTR_RETIRED,
+    ATTR_RETRY,
+    ATTR_RETRY_FOR,
+    TrialRecord,
+    retry_attrs,
+)
 from edmbench.study.spec import StudySpec, parse_spec
-from edmbench.study.storage import default_storage_url, open_storage, open_study
+from edmbench.study.storage import (
+    StorageError,
+    default_storage_url,
+    make_sampler,
+    open_storage,
+    open_study,
+    storage_lock,
+    storage_url,
+)
 
-ATTR_HEARTBEAT = "edmbench:heartbeat"
-ATTR_RETIRED = "edmbench:retired"
 DEFAULT_EVALUATOR = "edmbench.study.objective:make_evaluator"
 _log = logging.getLogger("edmbench.study")
 
@@ -92,23 +117,32 @@ def _last_beat(trial: Any) -> float:
 
 
 def retire(study: Any, trial: Any, reason: str, *, retry: bool) -> bool:
-    """Mark a RUNNING trial failed-and-retired; enqueue one retry. False when another process won."""
+    """Retire a RUNNING trial (FAIL, does not count) and see its retry enqueued. False when the trial had
+    already finished or another process retired it first."""
+    if not _optuna.retire_running(study, _optuna.trial_id(trial), {ATTR_RETIRED: reason, ATTR_RETRY: retry}):
+        return False
+    _log.warning("trial %d retired (%s)%s", trial.number, reason, "; retry enqueued" if retry else "")
+    if retry:
+        with storage_lock(storage_url(_optuna.storage_of(study))):
+            enqueue_missing_retries(study)
+    return True
+
+
+def enqueue_missing_retries(study: Any) -> int:
+    """Enqueue the retry of every retired trial that asked for one and has none yet. Call under
+    ``storage_lock``; idempotent. Returns the number enqueued."""
     import optuna
 
-    storage = study._storage
-    try:
-        storage.set_trial_system_attr(trial._trial_id, ATTR_RETIRED, reason)
-        if not storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL):
-            return False
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-    if retry:
+    trials = study.get_trials(deepcopy=False)
+    done = {t.system_attrs.get(ATTR_RETRY_FOR) for t in trials}
+    missing = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and t.system_attrs.get(ATTR_RETRY)
+               and t.number not in done]
+    for trial in missing:
         params = trial.system_attrs.get("fixed_params", trial.params)
-        keep = {k: v for k, v in trial.user_attrs.items() if k in ("enqueue_label", "grid_index")}
-        study.enqueue_trial(params, user_attrs={**keep, "retry_of": trial.user_attrs.get("retry_of",
-                                                                                           trial.number)})
-    _log.warning("trial %d retired (%s)%s", trial.number, reason, "; retry enqueued" if retry else "")
-    return True
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING, user_attrs=retry_attrs(trial),
+            system_attrs={"fixed_params": params, ATTR_RETRY_FOR: trial.number}))
+    return len(missing)
 
 
 def retire_stale(study: Any, grace_s: float) -> int:
@@ -123,55 +157,67 @@ def retire_stale(study: Any, grace_s: float) -> int:
     return count
 
 
-def _pop_waiting(study: Any) -> int | None:
-    """Claim one WAITING trial; the storage's WAITING -> RUNNING transition is atomic."""
+def _claim_waiting(study: Any) -> int | None:
+    """Claim one WAITING trial (exactly one claimer wins each)."""
     import optuna
 
-    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.RUNNING):
-                return trial._trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+        if _optuna.claim_waiting(study, _optuna.trial_id(trial)):
+            return _optuna.trial_id(trial)
     return None
+
+
+def trial_seed(seed: int | None, number: int) -> int | None:
+    """The sampler seed of trial ``number``: distinct per trial, reproducible from ``[search] seed``."""
+    if seed is None:
+        return None
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def _ask(study: Any, spec: StudySpec) -> Any:
+    """``study.ask()`` with the sampler seeded for the trial's number (see the module docstring)."""
+    guess = len(study.get_trials(deepcopy=False))
+    _optuna.study_sampler_seeded(study, make_sampler(spec, seed=trial_seed(spec.search.seed, guess)))
+    trial = study.ask()
+    if trial.number != guess:  # another worker created a trial meanwhile; suggestions use the right seed
+        _optuna.study_sampler_seeded(study, make_sampler(spec, seed=trial_seed(spec.search.seed,
+                                                                               trial.number)))
+    return trial
 
 
 def next_trial(study: Any, spec: StudySpec, n_trials: int | None) -> Any | None:
     """The next trial to evaluate (enqueued first), or None when there is nothing left to start."""
-    import optuna
-
-    trial_id = _pop_waiting(study)
-    if trial_id is not None:
-        return optuna.Trial(study, trial_id)
+    tid = _claim_waiting(study)
+    if tid is not None:
+        return _optuna.live_trial(study, tid)
     if spec.search.sampler == "grid" or (n_trials is not None and budget_used(study) >= n_trials):
         return None
-    trial = study.ask()
+    trial = _ask(study, spec)
     if n_trials is not None:
         earlier = [t for t in study.get_trials(deepcopy=False) if t.number <= trial.number]
         if sum(not is_retired(t) for t in earlier) > n_trials:
-            retire(study, study._storage.get_trial(trial._trial_id), "over budget: started "
-                   "concurrently with the last trial of the budget", retry=False)
+            retire(study, trial, "over budget: started concurrently with the last trial of the budget",
+                   retry=False)
             return None
     return trial
 
 
 @contextmanager
-def heartbeat(study: Any, trial_id: int, every_s: float) -> Iterator[None]:
+def heartbeat(study: Any, tid: int, every_s: float) -> Iterator[None]:
     """Refresh ``edmbench:heartbeat`` on the trial every ``every_s`` seconds while the block runs."""
-    storage, stop = study._storage, threading.Event()
+    stop = threading.Event()
 
     def beat() -> None:
-        while True:
+        while not stop.wait(every_s):
             try:
-                storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, time.time())
+                _optuna.set_system_attr(study, tid, ATTR_HEARTBEAT, time.time())
             except Exception:  # the trial finished or was retired meanwhile; nothing left to keep alive
                 return
-            if stop.wait(every_s):
-                return
 
-    storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, time.time())
-    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{trial_id}")
+    _optuna.set_system_attr(study, tid, ATTR_HEARTBEAT, time.time())
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{tid}")
     thread.start()
     try:
         yield
@@ -180,30 +226,66 @@ def heartbeat(study: Any, trial_id: int, every_s: float) -> Iterator[None]:
         thread.join()
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # a journal append on a full or read-only disk
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the storage itself failed (full disk, lost server), not the trial."""
+    import optuna
+    import sqlalchemy.exc
+
+    return isinstance(exc, optuna.exceptions.StorageInternalError | sqlalchemy.exc.OperationalError
+                      | StorageError) or (isinstance(exc, OSError) and exc.errno in _FULL)
+
+
 def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: RunOptions,
              progress: bars.TrialBar) -> str:
-    """Run one trial to a final state; returns that state's name. KeyboardInterrupt propagates (the
-    caller retires the trial)."""
+    """Run one trial to a final state; returns that state's name, or ``RETIRED`` when another process
+    retired it meanwhile (its retry stands; this result is dropped). KeyboardInterrupt and storage
+    failures propagate (the caller retires the trial)."""
     import optuna
 
-    with heartbeat(study, trial._trial_id, options.heartbeat_s):
+    tid = _optuna.trial_id(trial)
+    with heartbeat(study, tid, options.heartbeat_s):
         try:
             values = evaluator(trial, progress)
             state, reason = optuna.trial.TrialState.COMPLETE, None
         except optuna.TrialPruned:
             values, state, reason = None, optuna.trial.TrialState.PRUNED, None
         except Exception as exc:  # a failed trial is recorded with its reason and the study goes on
+            if is_storage_error(exc):
+                raise
             values, state, reason = None, optuna.trial.TrialState.FAIL, f"{type(exc).__name__}: {exc}"
-            _log.warning("trial %d failed: %s", trial.number, reason)
         try:
+            if _optuna.frozen_trial(study, tid).state.is_finished():
+                raise optuna.exceptions.UpdateFinishedTrialError("retired meanwhile")
             if reason is not None:
-                trial.set_user_attr("fail_reason", reason)
-            study.tell(trial, values, state=state)
+                TrialRecord(fail_reason=reason).write(trial)
+            study.tell(trial, values, state=state, skip_if_finished=True)
         except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+        if is_retired(_optuna.frozen_trial(study, tid)):
             _log.warning("trial %d was retired by another worker meanwhile; its result is dropped and "
                          "its retry stands", trial.number)
             return "RETIRED"
+    if reason is not None:
+        _log.warning("trial %d failed: %s", trial.number, reason)
     return state.name
+
+
+def interrupt_once(*signums: int) -> None:
+    """Turn the first of ``signums`` into ``KeyboardInterrupt``; ignore every later one, so a second signal
+    (the terminal's and a forwarded one, or an impatient user) cannot land inside the retire step."""
+
+    def handler(signum: int, frame: Any) -> None:
+        for s in signums:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        for s in signums:
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                signal.signal(s, handler)
 
 
 def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0,
@@ -221,21 +303,42 @@ def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0,
             retire_stale(study, options.grace_s)
             trial = next_trial(study, spec, n_trials)
             if trial is None:
-                if not _others_running(study):
-                    break
-                time.sleep(min(options.heartbeat_s, 1.0))  # a dead worker's trial may still need a retry
+                if _others_running(study):
+                    time.sleep(min(options.heartbeat_s, 1.0))  # a dead worker's trial may still need a retry
+                    continue
+                with storage_lock(storage_url(_optuna.storage_of(study))):
+                    if not enqueue_missing_retries(study):
+                        break
                 continue
-            try:
-                with bars.trial_bar(trial.number, spec.metric.num_images, worker_id,
-                                    enabled=options.progress) as progress:
-                    state = evaluate(study, trial, evaluator, options, progress)
-            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: retry this trial when the study is resumed
-                frozen = study._storage.get_trial(trial._trial_id)
-                retire(study, frozen, "interrupted by the user", retry=True)
-                raise
+            state = _run_one(study, trial, evaluator, spec, options, worker_id)
             counts[state] = counts.get(state, 0) + 1
             study_progress.refresh_from(study)
     return counts
+
+
+def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudySpec, options: RunOptions,
+             worker_id: int) -> str:
+    """Evaluate one claimed trial; an interrupt or a storage failure retires it (with a retry) first."""
+    try:
+        with bars.trial_bar(trial.number, spec.metric.num_images, worker_id,
+                            enabled=options.progress) as progress:
+            return evaluate(study, trial, evaluator, options, progress)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: retry this trial when the study is resumed
+        retire(study, trial, "interrupted by the user", retry=True)
+        raise
+    except Exception as exc:
+        if not is_storage_error(exc):
+            raise
+        cause = str(getattr(exc, "orig", None) or exc.__cause__ or exc).splitlines()[0][:200]
+        try:
+            retire(study, trial, f"interrupted: the storage could not be written ({cause})", retry=True)
+            fate = "it was retired and is retried"
+        except Exception:
+            fate = (f"it stays RUNNING in the storage and is retried ({options.grace_s:g} s without "
+                    "heartbeat)")
+        raise StorageError(f"the study storage {options.storage_url(spec)} could not be written during "
+                           f"trial {trial.number} ({cause}); {fate} when you re-run the same command "
+                           "once the storage is writable again") from None
 
 
 def _others_running(study: Any) -> bool:
@@ -245,17 +348,16 @@ def _others_running(study: Any) -> bool:
 
 
 def _worker_entry(spec_text: str, spec_path: str, options: RunOptions, worker_id: int) -> None:
+    """A spawned worker process: SIGINT is ignored (inherited), the parent's SIGTERM stops it once."""
+    interrupt_once(signal.SIGTERM)
     spec = parse_spec(spec_text, source=spec_path)
     with suppress(KeyboardInterrupt):
         worker_loop(spec, options, worker_id)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def run_study(spec: StudySpec, options: RunOptions) -> dict[str, int]:
     """Initialise the study, then run ``options.workers`` worker loops (processes when more than one)."""
+    interrupt_once(signal.SIGINT, signal.SIGTERM)
     storage = open_storage(options.storage_url(spec))
     open_study(spec, storage)  # create + enqueue once, before any worker starts
     if options.workers <= 1:

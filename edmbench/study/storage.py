@@ -2,17 +2,22 @@
 
 Storages: any SQLAlchemy URL (``sqlite:///runs/x/study.db`` by default, ``postgresql+psycopg://...`` for many
 machines) or ``journal:PATH`` for Optuna's file journal. Initialisation (spec fingerprint, enqueued
-settings, every grid point) happens once per study, guarded by the storage itself: only the process whose
-``create_study`` succeeds enqueues, and it marks the study initialised when done.
+settings, every grid point) happens once per study, under a lock that the operating system (files) or the
+server (PostgreSQL) releases when its holder dies, and is resumable: a creator stopped at any moment leaves a
+study that the next command finishes initialising.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edmbench.study.record import ATTR_ENQUEUE_LABEL, ATTR_GRID_INDEX, enqueue_attrs
+from edmbench.study.search import make_pruner, make_sampler  # noqa: F401 (re-exported for the runner)
 from edmbench.study.space import grid_points
 from edmbench.study.spec import StudySpec
 
@@ -26,109 +31,202 @@ def default_storage_url(spec: StudySpec, runs_dir: str | Path = "runs") -> str:
     return f"sqlite:///{Path(runs_dir) / spec.name / 'study.db'}"
 
 
+class StorageError(RuntimeError):
+    """The study storage cannot be opened or written (corrupt file, full disk, unreachable server)."""
+
+
 def open_storage(url: str) -> Any:
-    """An Optuna storage for ``url``: ``journal:PATH`` or any SQLAlchemy URL."""
+    """An Optuna storage for ``url``: ``journal:PATH`` or any SQLAlchemy URL.
+
+    Creating a storage's tables is serialised across processes (:func:`storage_lock`), so two commands on a
+    brand-new database never race on ``CREATE TABLE``. SQLite transactions begin with ``BEGIN IMMEDIATE``:
+    Optuna's read-then-write updates rely on ``SELECT ... FOR UPDATE``, which SQLite ignores; taking the
+    write lock at the start of every transaction makes each of them atomic.
+    """
     import optuna
-    from optuna.storages.journal import JournalFileBackend
 
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        from optuna.storages.journal import JournalFileBackend
+
+        with storage_lock(url):
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(path)))
     if "://" not in url:
         raise ValueError(f"storage {url!r} is not a URL: give e.g. sqlite:///runs/x/study.db, "
                          "postgresql+psycopg://user@host:5432/db or journal:runs/x/journal.log")
     engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite:///"):
+    sqlite = url.startswith("sqlite:///")
+    if sqlite:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs = {"connect_args": {"timeout": 60}}  # wait on locks from parallel workers
+        # timeout: wait on locks from parallel workers; isolation_level None: edmbench issues BEGIN itself
+        engine_kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    import sqlalchemy.exc
+
+    try:
+        with storage_lock(url):
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.DatabaseError, optuna.exceptions.StorageInternalError) as exc:
+        raise StorageError(_unreadable(url, exc)) from None
+    except RuntimeError as exc:  # Optuna: schema version mismatch, or a table without its version row
+        raise StorageError(_unreadable(url, exc)) from None
+    if sqlite:
+        import sqlalchemy
+
+        sqlalchemy.event.listen(storage.engine, "begin",
+                                lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    return storage
 
 
-def make_sampler(spec: StudySpec) -> Any:
-    """The Optuna sampler named in ``[search]``. Grid studies run only their pre-enqueued points."""
-    import optuna
-
-    s = spec.search
-    if s.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
-    if s.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
-    if s.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
-    return optuna.samplers.RandomSampler(seed=s.seed)  # "random"; "grid" never asks it for a value
+def _unreadable(url: str, exc: BaseException) -> str:
+    cause = str(getattr(exc, "orig", None) or exc.__cause__ or exc).splitlines()[0][:200]
+    if url.startswith("sqlite:///"):
+        return (f"{url[len('sqlite:///'):]} is not a readable study database ({cause}); move it away to "
+                "start a new study there, or give --storage another URL")
+    return f"cannot open the study storage {url} ({cause})"
 
 
-def make_pruner(spec: StudySpec) -> Any:
-    """Median / successive-halving pruning over FID reported at the image-count rungs (steps = images).
+class FlockLock:
+    """A journal-file lock held with ``flock``: the kernel releases it when its holder dies, so a worker
+    killed while appending never blocks the others (Optuna's symlink/open locks wait out a grace period)."""
 
-    Multi-objective studies cannot report intermediate values in Optuna, so they never prune.
-    """
-    import optuna
+    def __init__(self, path: str | Path) -> None:
+        self._path = f"{path}.flock"
+        self._fds: list[int] = []
 
-    p, rungs = spec.pruner, spec.metric.rungs
-    if p.type == "none" or spec.multi_objective or not rungs:
-        return optuna.pruners.NopPruner()
-    if p.type == "median":
-        warmup = rungs[min(p.n_warmup_rungs, len(rungs)) - 1] if p.n_warmup_rungs else 0
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=warmup)
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=rungs[0], reduction_factor=2)
+    def acquire(self) -> bool:
+        import fcntl
+
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fds.append(fd)
+        return True
+
+    def release(self) -> None:
+        os.close(self._fds.pop())  # closing the descriptor releases the lock
+
+
+_PG_LOCK_KEY = 0x65646D62656E6368 & 0x7FFFFFFFFFFFFFFF  # "edmbench" as a signed 64-bit advisory-lock key
+
+
+@contextlib.contextmanager
+def storage_lock(url: str) -> Iterator[None]:
+    """Serialise study creation, initialisation and retry bookkeeping among every process on ``url``.
+
+    SQLite and journal files: ``flock`` on ``PATH.lock``; PostgreSQL: a session advisory lock. Both are
+    released by the operating system or the server when the holder dies, so a signal at any moment leaves
+    nothing to clean up. Other SQLAlchemy backends run unlocked (initialisation stays idempotent)."""
+    path = _local_path(url)
+    if path is not None:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+        return
+    if url.startswith("postgresql"):
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+                conn.commit()
+                try:
+                    yield
+                finally:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+                    conn.commit()
+        finally:
+            engine.dispose()
+        return
+    yield
+
+
+def _local_path(url: str) -> Path | None:
+    if url.startswith(JOURNAL_PREFIX):
+        return Path(url[len(JOURNAL_PREFIX):])
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+def storage_url(storage: Any) -> str:
+    """The URL of an open storage (the key of its :func:`storage_lock`)."""
+    from edmbench.study import _optuna
+
+    journal = _optuna.journal_path(storage)
+    if journal is not None:
+        return JOURNAL_PREFIX + journal
+    backend = _optuna.backend_of(storage)
+    return backend.url if hasattr(backend, "url") else ""
 
 
 def directions(spec: StudySpec) -> list[str]:
-    return ["minimize"] * len(spec.objectives)
+    from edmbench.study.objectives import get_objective
+
+    return [get_objective(name).direction for name in spec.objectives]
 
 
-def open_study(spec: StudySpec, storage: Any, *, wait_s: float = 60.0) -> Any:
-    """Create (and initialise) the study, or load it and check that it was made from the same spec."""
+def open_study(spec: StudySpec, storage: Any) -> Any:
+    """Create the study and initialise it, or load it; check that it was made from the same spec.
+
+    Creation and initialisation run under :func:`storage_lock` and are idempotent: a creator stopped at any
+    moment (signal, kill -9) leaves a study that the next call finishes initialising, and retries that a
+    stopped retirer did not enqueue are enqueued here (``runner.enqueue_missing_retries``)."""
     import optuna
 
-    try:
-        study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions(spec),
-                                    sampler=make_sampler(spec), pruner=make_pruner(spec))
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec),
-                                  pruner=make_pruner(spec))
-        _wait_until_ready(study, spec, wait_s)
-        return study
-    _initialise(study, spec)
+    from edmbench.study.runner import enqueue_missing_retries
+
+    sampler, pruner = make_sampler(spec), make_pruner(spec)
+    with storage_lock(storage_url(storage)):
+        try:
+            study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:
+            study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions(spec),
+                                        sampler=sampler, pruner=pruner)
+        _initialise(study, spec)
+        enqueue_missing_retries(study)
     return study
 
 
 def _initialise(study: Any, spec: StudySpec) -> None:
+    """Record the spec, enqueue its settings and every grid point, mark the study initialised. Resumable:
+    each enqueue is one storage write, and what is already there (by grid index or label) is skipped."""
     import optuna
 
-    study.set_user_attr(ATTR_SPEC_HASH, spec.spec_hash)
+    attrs = study.user_attrs
+    stored = attrs.get(ATTR_SPEC_HASH)
+    if stored is not None and stored != spec.spec_hash:
+        raise RuntimeError(f"study {spec.name!r} in this storage was created from a different spec "
+                           f"(spec sha256 {stored} != {spec.spec_hash}); rename the study or use a new "
+                           "storage to start over")
+    if attrs.get(ATTR_READY):
+        return
+    if stored is None:
+        study.set_user_attr(ATTR_SPEC_HASH, spec.spec_hash)
     study.set_user_attr(ATTR_SPEC_TEXT, spec.source_text)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(spec.objectives))
+    existing = study.get_trials(deepcopy=False)
+    have_grid = {t.user_attrs.get(ATTR_GRID_INDEX) for t in existing} - {None}
+    have_labels = {t.user_attrs.get(ATTR_ENQUEUE_LABEL) for t in existing} - {None}
     is_grid = spec.search.sampler == "grid"
     grid = list(grid_points(spec.space, spec.fixed, spec.constraints)) if is_grid else []
     labels = {}
     for item in spec.enqueue:  # an enqueued point that is also a grid point is run once, with its label
         if item.params in grid:
             labels[grid.index(item.params)] = item.label
-        else:
-            study.enqueue_trial(item.params, user_attrs={"enqueue_label": item.label})
+        elif item.label not in have_labels:
+            study.enqueue_trial(item.params, user_attrs=enqueue_attrs(label=item.label))
     for index, point in enumerate(grid):
-        extra = {"enqueue_label": labels[index]} if index in labels else {}
-        study.enqueue_trial(point, user_attrs={"grid_index": index, **extra})
+        if index not in have_grid:
+            study.enqueue_trial(point, user_attrs=enqueue_attrs(label=labels.get(index), grid_index=index))
     study.set_user_attr(ATTR_READY, True)
-
-
-def _wait_until_ready(study: Any, spec: StudySpec, wait_s: float) -> None:
-    deadline = time.monotonic() + wait_s
-    while not study.user_attrs.get(ATTR_READY):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"study {spec.name!r} exists but was never fully initialised (its creator "
-                               f"stopped while enqueueing); delete it (optuna delete-study --study-name "
-                               f"{spec.name} --storage URL) and run again")
-        time.sleep(0.5)
-    stored = study.user_attrs.get(ATTR_SPEC_HASH)
-    if stored != spec.spec_hash:
-        raise RuntimeError(f"study {spec.name!r} in this storage was created from a different spec "
-                           f"(spec sha256 {stored} != {spec.spec_hash}); rename the study or use a new "
-                           "storage to start over")

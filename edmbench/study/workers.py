@@ -1,13 +1,22 @@
-"""Local worker processes sharing one storage (``--workers N``): spawned, one GPU each if several."""
+"""Local worker processes sharing one storage (``--workers N``): spawned, one GPU each if several.
+
+Signals reach each worker once: the workers are started with SIGINT ignored (a terminal's Ctrl-C goes to the
+whole foreground process group, parent included), and the parent, on its own interrupt, sends each live
+worker one SIGTERM, which the worker turns into a single ``KeyboardInterrupt`` (``runner.interrupt_once``).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import multiprocessing
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+_log = logging.getLogger("edmbench.study")
 
 
 def device_for(device: str, worker_id: int) -> str:
@@ -20,37 +29,50 @@ def device_for(device: str, worker_id: int) -> str:
     return f"cuda:{worker_id % count}" if count > 1 else device
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while a child starts: the ignored disposition survives exec, and Python keeps it."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: nothing to change
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_processes(entry: Callable[..., None], spec: Any, options: Any,
                   local: Callable[[Any], Any]) -> Any:
     """Run ``local(options)`` as worker 0 in this process and ``entry`` in ``options.workers - 1`` spawned
-    processes; Ctrl-C (or SIGTERM) in this process interrupts them all and waits for them."""
+    processes; an interrupt in this process stops them all (one SIGTERM each) and waits for them.
+
+    A worker that dies (kill -9, out of memory) does not fail the command: its trial is retried by the
+    others once its heartbeat is stale, and the study completes; the death is logged."""
     ctx = multiprocessing.get_context("spawn")
     procs = []
-    for worker_id in range(1, options.workers):
-        opts = dataclasses.replace(options, device=device_for(options.device, worker_id))
-        proc = ctx.Process(target=entry, args=(spec.source_text, spec.path, opts, worker_id),
-                           name=f"edmbench-worker-{worker_id}")
-        proc.start()
-        procs.append(proc)
     try:
+        for worker_id in range(1, options.workers):
+            opts = dataclasses.replace(options, device=device_for(options.device, worker_id))
+            proc = ctx.Process(target=entry, args=(spec.source_text, spec.path, opts, worker_id),
+                               name=f"edmbench-worker-{worker_id}")
+            with _sigint_ignored():
+                proc.start()
+            procs.append(proc)
         counts = local(dataclasses.replace(options, device=device_for(options.device, 0)))
         for proc in procs:
             proc.join()
-    except KeyboardInterrupt:
+    except BaseException:
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
-                _interrupt(proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.join()
         raise
-    failed = [p.name for p in procs if p.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"worker process(es) {', '.join(failed)} exited with an error (see above)")
+    for proc in procs:
+        if proc.exitcode != 0:
+            _log.warning("worker process %s exited with code %s; the study went on without it",
+                         proc.name, proc.exitcode)
     return counts
-
-
-def _interrupt(pid: int) -> None:
-    import os
-
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGINT)

@@ -1,0 +1,257 @@
+"""Fault injection: SIGINT (to the process group, as a terminal's Ctrl-C), SIGTERM (to the command) and
+SIGKILL (to the whole group) at several moments, from database creation on, with one and several workers, on
+SQLite, journal files and PostgreSQL. Afterwards the same command finishes the study: exactly the requested
+trials, every grid point evaluated exactly once, no trial left RUNNING or WAITING, and a report written.
+
+Moments are storage states (the storage file appears, the first trial exists, a trial runs, half the grid is
+done), never wall-clock delays. The default suite runs a few combinations; ``-m slow`` runs the full matrix
+``EDMBENCH_FAULT_REPS`` times (default 3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+from edmbench.study.record import ATTR_GRID_INDEX, ATTR_RETIRED
+from edmbench.study.storage import open_storage
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import PYTHON, REPO, run_cli, spec_text, write_spec  # noqa: E402
+
+GRID_SPACE = ('[space.num_steps]\ntype = "int"\nlow = 2\nhigh = 7\n'
+              '[space.rho]\ntype = "categorical"\nchoices = [5.0, 7.0]\n')  # 12 grid points
+N_GRID = 12
+FAST = ("--no-progress", "--heartbeat", "0.3", "--grace", "5")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+SIGNALS = {"int": signal.SIGINT, "term": signal.SIGTERM, "kill": signal.SIGKILL}
+MOMENTS = ("file", "trial", "running", "half")
+NO_PRUNING = '[pruner]\ntype = "none"\n'  # a retried grid point would otherwise meet a pruner with history
+
+
+def _url(kind: str, tmp_path: Path, postgres: str | None) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs' / 'study.db'}"
+    if kind == "journal":
+        return f"journal:{tmp_path / 'runs' / 'journal.log'}"
+    return postgres
+
+
+class Probe:
+    """Trial counts by state, read from the storage without taking edmbench's locks."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url, self.name, self._storage = url, name, None
+
+    def exists(self) -> bool:
+        if self.url.startswith("sqlite:///"):
+            return Path(self.url[len("sqlite:///"):]).exists()
+        if self.url.startswith("journal:"):
+            return Path(self.url[len("journal:"):]).exists()
+        return self.states() is not None
+
+    def states(self) -> dict[str, int] | None:
+        try:
+            if self.url.startswith("journal:"):
+                self._storage = self._storage or open_storage(self.url)
+                study = optuna.load_study(study_name=self.name, storage=self._storage)
+                out: dict[str, int] = {}
+                for t in study.get_trials(deepcopy=False):
+                    out[t.state.name] = out.get(t.state.name, 0) + 1
+                return out
+            query = ("SELECT t.state, count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                     f"WHERE s.study_name = '{self.name}' GROUP BY t.state")
+            if self.url.startswith("sqlite:///"):
+                with contextlib.closing(sqlite3.connect(self.url[len("sqlite:///"):], timeout=30)) as conn:
+                    return dict(conn.execute(query).fetchall())
+            import sqlalchemy
+
+            engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
+            try:
+                with engine.connect() as conn:
+                    rows = conn.execute(sqlalchemy.text(query)).fetchall()
+            finally:
+                engine.dispose()
+            return {r[0]: r[1] for r in rows} if rows else None
+        except Exception:  # tables or study not created yet
+            return None
+
+    def reached(self, moment: str) -> bool:
+        if moment == "file":
+            return self.exists()
+        states = self.states() or {}
+        if moment == "trial":
+            return sum(states.values()) > 0
+        if moment == "running":
+            return states.get("RUNNING", 0) > 0
+        return states.get("COMPLETE", 0) >= N_GRID // 2
+
+
+def _interrupt(args: list[str], cwd: Path, probe: Probe, moment: str, sig: str) -> int:
+    """Start the command in its own process group, signal it once ``moment`` is reached, wait for it."""
+    proc = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        while not probe.reached(moment):
+            if proc.poll() is not None:  # finished before the moment (a fast study): nothing to interrupt
+                return proc.returncode
+            time.sleep(0.002 if moment == "file" else 0.02)
+        if sig == "term":
+            os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the command only
+        else:
+            os.killpg(proc.pid, SIGNALS[sig])  # Ctrl-C / kill -9 of the whole group
+        return proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # leftover workers of a killed parent
+
+
+def check_finished(url: str, name: str, *, grid: bool, n_trials: int) -> None:
+    """Exactly the requested trials, grid points once each, nothing RUNNING or WAITING."""
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    trials = study.get_trials(deepcopy=False)
+    stuck = [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    assert not stuck, f"trials left running/waiting: {stuck}"
+    counted = [t for t in trials if ATTR_RETIRED not in t.system_attrs]
+    assert len(counted) == n_trials, [(t.number, t.state.name, t.system_attrs.get(ATTR_RETIRED))
+                                      for t in trials]
+    assert all(t.state.name == "COMPLETE" for t in counted), [(t.number, t.state.name) for t in counted]
+    if grid:
+        assert sorted(t.user_attrs[ATTR_GRID_INDEX] for t in counted) == list(range(N_GRID))
+        assert len({tuple(sorted(t.params.items())) for t in counted}) == N_GRID
+
+
+def fault_case(assets, tmp_path: Path, storage: str, workers: int, sig: str, moment: str,
+               postgres: str | None = None, report: bool = False) -> None:
+    """One interrupted run, then the same command to completion, then the checks."""
+    name = f"fault-{uuid.uuid4().hex[:8]}"
+    url = _url(storage, tmp_path, postgres)
+    text = spec_text(assets, name, space=GRID_SPACE, search='sampler = "grid"', num_images=16, rungs="[8]",
+                     extra=NO_PRUNING)
+    path = write_spec(tmp_path, text)
+    common = [str(path), "--storage", url, "--workers", str(workers), *FAST]
+    try:
+        rc = _interrupt([PYTHON, str(REPO / "run_study.py"), *common, "--no-report"], tmp_path,
+                        Probe(url, name), moment, sig)
+        assert rc in (0, 130, -signal.SIGKILL), rc
+        tail = () if report else ("--no-report",)
+        run_cli(*common, *tail, cwd=tmp_path, timeout=600)
+        check_finished(url, name, grid=True, n_trials=N_GRID)
+        if report:
+            assert (tmp_path / "runs" / name / "summary.md").is_file()
+    finally:
+        if storage == "postgres":
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=url)
+
+
+# ---- default suite: a few combinations ---------------------------------------------------------------
+
+@pytest.mark.parametrize(("storage", "workers", "sig", "moment"), [
+    ("sqlite", 3, "int", "running"),   # Ctrl-C reaches parent and workers: no grid point may be lost
+    ("sqlite", 1, "kill", "file"),     # kill -9 while the database is being created
+    ("journal", 3, "term", "trial"),   # SIGTERM while the grid is being enqueued
+])
+def test_signal_then_resume_exactly_once(assets, tmp_path, storage, workers, sig, moment):
+    fault_case(assets, tmp_path, storage, workers, sig, moment, report=storage == "sqlite" and workers > 1)
+
+
+@pytest.mark.postgres
+def test_postgres_kill_during_creation_then_resume(assets, tmp_path, postgres_url):
+    fault_case(assets, tmp_path, "postgres", 2, "kill", "trial", postgres=postgres_url)
+
+
+@pytest.mark.postgres
+def test_two_commands_on_a_brand_new_postgres_database(assets, tmp_path, postgres_url):
+    """Both create the tables and the study at once: neither crashes, the grid runs exactly once."""
+    import sqlalchemy
+
+    db = f"edmbench_{uuid.uuid4().hex[:10]}"
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE DATABASE {db}"))
+    url = postgres_url.rsplit("/", 1)[0] + "/" + db
+    try:
+        name = "fresh"
+        text = spec_text(assets, name, space=GRID_SPACE, search='sampler = "grid"', num_images=16,
+                         rungs="[8]", extra=NO_PRUNING)
+        path = write_spec(tmp_path, text)
+        args = [PYTHON, str(REPO / "run_study.py"), str(path), "--storage", url, "--workers", "2", *FAST,
+                "--no-report"]
+        procs = [subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+        assert all(rc == 0 for rc, _ in outs), outs
+        check_finished(url, name, grid=True, n_trials=N_GRID)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        admin.dispose()
+
+
+# ---- parallel TPE: no duplicated work ---------------------------------------------------------------
+
+def _no_duplicate_params(url: str, name: str, n_trials: int) -> None:
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    counted = [t for t in study.get_trials(deepcopy=False) if ATTR_RETIRED not in t.system_attrs]
+    assert len(counted) == n_trials
+    params = [t.params["rho"] for t in counted]
+    assert len(set(params)) == len(params), sorted(params)  # rho is continuous: equal means duplicated
+
+
+TPE_SPACE = '[space.rho]\ntype = "float"\nlow = 2.0\nhigh = 10.0\n'
+
+
+def test_parallel_tpe_workers_never_duplicate_parameters(assets, tmp_path):
+    name, url = "tpe-par", f"sqlite:///{tmp_path / 'study.db'}"
+    text = spec_text(assets, name, space=TPE_SPACE, n_trials=12, num_images=16, rungs="[8]").replace(
+        '[fixed]\nsampler = "heun"', '[fixed]\nsampler = "heun"\nnum_steps = 4')
+    path = write_spec(tmp_path, text)
+    run_cli(str(path), "--storage", url, "--workers", "3", *FAST, "--no-report", cwd=tmp_path, timeout=600)
+    _no_duplicate_params(url, name, 12)
+
+
+@pytest.mark.postgres
+def test_two_tpe_commands_on_postgres_never_duplicate_parameters(assets, tmp_path, postgres_url):
+    name = f"tpe-{uuid.uuid4().hex[:8]}"
+    text = spec_text(assets, name, space=TPE_SPACE, n_trials=10, num_images=16, rungs="[8]").replace(
+        '[fixed]\nsampler = "heun"', '[fixed]\nsampler = "heun"\nnum_steps = 4')
+    path = write_spec(tmp_path, text)
+    args = [PYTHON, str(REPO / "run_study.py"), str(path), "--storage", postgres_url, "--workers", "2",
+            *FAST, "--no-report"]
+    try:
+        procs = [subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+        assert all(rc == 0 for rc, _ in outs), outs
+        _no_duplicate_params(postgres_url, name, 10)
+    finally:
+        with contextlib.suppress(KeyError):
+            optuna.delete_study(study_name=name, storage=postgres_url)
+
+
+# ---- the full matrix, repeated ------------------------------------------------------------------------
+
+REPS = int(os.environ.get("EDMBENCH_FAULT_REPS", "3"))
+MATRIX = list(itertools.product(("sqlite", "journal", "postgres"), (1, 3), tuple(SIGNALS), MOMENTS))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rep", range(REPS))
+@pytest.mark.parametrize(("storage", "workers", "sig", "moment"), MATRIX)
+def test_fault_matrix(assets, tmp_path, request, storage, workers, sig, moment, rep):
+    postgres = request.getfixturevalue("postgres_url") if storage == "postgres" else None
+    fault_case(assets, tmp_path, storage, workers, sig, moment, postgres=postgres)
