@@ -71,12 +71,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/_cache/decisions"))
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reverse", action="store_true", help="walk the grid backwards (a second process)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
-    for setting in GRIDS[args.grid]:
+    for setting in GRIDS[args.grid][::-1] if args.reverse else GRIDS[args.grid]:
         path = cache_path(args.cache, setting)
         if path.is_file() and len(np.load(path)["features"]) >= args.num_images:
             continue
