@@ -172,10 +172,11 @@ class GaussianMixtureDenoiser:
         ``image_shape`` and ``component_classes``), shapes consistent with K components of dimension
         D <= ``MAX_MIXTURE_DIM``, and the values checked by the constructor.
         """
-        from edmbench.errors import CheckpointError
+        from edmbench.errors import CheckpointError, env_int
         from edmbench.npzio import read_npz
 
-        arrays = read_npz(path, "Gaussian-mixture", max_bytes=MAX_MIXTURE_BYTES)
+        limit = env_int("EDMBENCH_MAX_NPZ_BYTES", MAX_MIXTURE_BYTES)
+        arrays = read_npz(path, "Gaussian-mixture", max_bytes=limit)
         keys = set(arrays)
         if not keys >= _NPZ_REQUIRED or not keys <= _NPZ_REQUIRED | _NPZ_OPTIONAL:
             raise CheckpointError(

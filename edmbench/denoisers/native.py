@@ -6,7 +6,8 @@ Reading it needs no pickle at all: safetensors cannot carry code. The header is 
 (bounded size, allow-listed dtypes, byte ranges that match the shapes) before any tensor is read.
 
 ``instantiate`` (shared with the EDM-pickle reader) checks the recorded constructor config against bounds,
-counts its parameters on the ``meta`` device (nothing allocated) against ``max_parameters``, compares every
+counts its parameters from three tiny builds (nothing of its size allocated) against ``max_parameters`` and
+the file's own tensor sizes, compares every
 tensor shape with the file, and only then builds the network and loads it; non-finite weights are refused
 unless ``allow_nonfinite``.
 """
@@ -20,6 +21,7 @@ import os
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ SAFETENSORS_DTYPES = {
     "U8": 1,
     "BOOL": 1,
 }
-# bounds on the recorded constructor config, checked before the meta-device build (which is then cheap)
+# bounds on the recorded constructor config, checked before any build (so the probe builds stay cheap)
 MAX_CONFIG_INT = 1 << 20
 CONFIG_INT_LIMITS = {"num_blocks": 64, "M": 100_000, "img_channels": 4096, "logvar_channels": 65536}
 MAX_CONFIG_LIST = 64
@@ -271,7 +273,7 @@ def load_native(
 
 def check_config(init_kwargs: Mapping[str, Any], depth: int = 0, where: str = "init_kwargs") -> None:
     """Bounds on a recorded constructor config: plain data, ints within ``CONFIG_INT_LIMITS`` /
-    ``MAX_CONFIG_INT``, lists of at most ``MAX_CONFIG_LIST`` items (so building it on ``meta`` is cheap)."""
+    ``MAX_CONFIG_INT``, lists of at most ``MAX_CONFIG_LIST`` items (so the probe builds stay cheap)."""
     if depth > 4:
         raise LimitError(f"{where}: nested deeper than 4 levels")
     for key, value in init_kwargs.items():
@@ -297,12 +299,37 @@ def _check_value(value: Any, int_limit: int, where: str, depth: int) -> None:
         raise CheckpointError(f"{where} is a {type(value).__name__}, expected plain data")
 
 
-def count_parameters(class_name: str, init_kwargs: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """State-dict shapes of ``class_name(**init_kwargs)``, built on the ``meta`` device (no memory)."""
-    check_config(init_kwargs)
-    with torch.device("meta"), skip_init():
+PROBE_WIDTHS = (4, 8, 12)  # model_channels of the three tiny builds that fix the quadratic P(c)
+
+
+def _count(class_name: str, init_kwargs: Mapping[str, Any]) -> int:
+    with skip_init():
         model = build_precond(class_name, dict(init_kwargs))
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return sum(v.numel() for v in model.state_dict().values())
+
+
+def estimate_parameters(class_name: str, init_kwargs: Mapping[str, Any]) -> int:
+    """Parameter + buffer count of ``class_name(**init_kwargs)`` without building it at its size.
+
+    Every width in EDM's and EDM2's backbones is ``model_channels`` times a config multiplier, so the count
+    is a quadratic P(c) in c = model_channels with everything else fixed (convolutions and linear layers
+    C_in x C_out, biases and norms C): three tiny builds at ``PROBE_WIDTHS`` (attention heads kept by
+    ``channels_per_head=1`` where the config has it) give P exactly, then P(c) is evaluated. Attention
+    blocks that vanish at tiny widths (heads = width // 64) make this an underestimate by at most the
+    attention weights; ``instantiate`` allows for that.
+    """
+    check_config(init_kwargs)
+    width = init_kwargs.get("model_channels")
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        return _count(class_name, init_kwargs)  # no width knob: a fixed-size network (tests, adapters)
+    probe = dict(init_kwargs)
+    if class_name == "Precond":  # EDM2: Block(channels_per_head=...) from the config
+        probe["channels_per_head"] = 1
+    n0, n1, n2 = (_count(class_name, dict(probe, model_channels=c)) for c in PROBE_WIDTHS)
+    step = PROBE_WIDTHS[1] - PROBE_WIDTHS[0]
+    t = Fraction(width - PROBE_WIDTHS[0], step)  # P(c) by Newton's forward differences in t
+    total = n0 + t * (n1 - n0) + t * (t - 1) / 2 * (n2 - 2 * n1 + n0)
+    return max(int(total), 0)
 
 
 def instantiate(
@@ -317,26 +344,41 @@ def instantiate(
 ) -> Precond:
     """Build a preconditioner and load the file's tensors into it strictly, as float32.
 
-    Before anything is allocated: the config is bounded (``check_config``), its state-dict shapes are
-    computed on ``meta`` and their element count compared with ``max_parameters`` (default
-    ``$EDMBENCH_MAX_PARAMETERS`` or ``DEFAULT_MAX_PARAMETERS``), and missing, unexpected or wrongly shaped
-    entries of ``shapes`` (the file's) raise ``CheckpointError`` naming them. Then ``materialize()`` reads
-    the tensors; non-finite weights raise ``NonFiniteWeightsError`` unless ``allow_nonfinite`` (or
-    ``$EDMBENCH_ALLOW_NONFINITE=1``), which loads them with a warning. Returns the network in eval mode.
+    Before anything of the network's size is allocated: the config is bounded (``check_config``), its
+    parameter count is computed (``estimate_parameters``) and compared with ``max_parameters`` (default
+    ``$EDMBENCH_MAX_PARAMETERS`` or ``DEFAULT_MAX_PARAMETERS``) and with the element count of the file's
+    tensors (``shapes``), which the file's bytes back; a config more than twice the file's size is refused.
+    Then the network is built (weights uninitialised), missing, unexpected or wrongly shaped entries raise
+    ``CheckpointError`` naming them, ``materialize()`` reads the tensors, and non-finite weights raise
+    ``NonFiniteWeightsError`` unless ``allow_nonfinite`` (or ``$EDMBENCH_ALLOW_NONFINITE=1``), which loads
+    them with a warning. Returns the network in eval mode with gradients off.
     """
+    cap = max_parameters or env_int("EDMBENCH_MAX_PARAMETERS", DEFAULT_MAX_PARAMETERS)
+    in_file = sum(math.prod(s) for s in shapes.values())
+    if in_file > cap:
+        raise LimitError(
+            f"the file holds {in_file:,} tensor elements, above the limit of {cap:,} "
+            "(raise it with max_parameters= or $EDMBENCH_MAX_PARAMETERS)"
+        )
     try:
-        expected = count_parameters(class_name, init_kwargs)
-    except (TypeError, ValueError) as exc:
+        total = estimate_parameters(class_name, init_kwargs)
+        if total > cap:
+            raise LimitError(
+                f"{class_name} config describes {total:,} parameters, above the limit of "
+                f"{cap:,} (raise it with max_parameters= or $EDMBENCH_MAX_PARAMETERS)"
+            )
+        if total > 2 * in_file + 1_000_000:
+            raise CheckpointError(
+                f"{class_name} config describes {total:,} parameters but the file holds "
+                f"{in_file:,} tensor elements; the config does not match the weights"
+            )
+        with torch.device("cpu"), skip_init():
+            model = build_precond(class_name, dict(init_kwargs))
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
         if isinstance(exc, EdmbenchError):
             raise
         raise CheckpointError(f"cannot rebuild {class_name} from its recorded config: {exc}") from None
-    cap = max_parameters or env_int("EDMBENCH_MAX_PARAMETERS", DEFAULT_MAX_PARAMETERS)
-    total = sum(math.prod(s) for s in expected.values())
-    if total > cap:
-        raise LimitError(
-            f"{class_name} config describes {total:,} parameters, above the limit of {cap:,} "
-            "(raise it with max_parameters= or $EDMBENCH_MAX_PARAMETERS)"
-        )
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     if missing or unexpected:
@@ -353,8 +395,6 @@ def instantiate(
         )
     state = materialize()
     _check_finite(state, allow_nonfinite or os.environ.get("EDMBENCH_ALLOW_NONFINITE") == "1")
-    with torch.device(device), skip_init():
-        model = build_precond(class_name, dict(init_kwargs))
     model.load_state_dict(state, strict=True)  # copies (and casts to float32) into the module's tensors
     return model.to(device).eval().requires_grad_(False)
 

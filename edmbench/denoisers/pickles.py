@@ -5,7 +5,7 @@ whose argument holds the module's *source code*, class name and ``__dict__`` (ed
 original loader executes that source. Here nothing from the file runs and nothing is built from its state
 that the format does not need:
 
-1. the opcode stream is scanned first (``scan_pickle``): opcode count, memo size and indices, stack depth,
+1. the opcode stream is scanned first (``scan_pickle``): opcode count, memo size and indices, MARK nesting,
    declared byte/string/integer sizes are checked against ``PickleLimits`` before anything is built;
 2. a restricted unpickler resolves only ``ALLOWED_GLOBALS``, each mapped to an inert, data-only token
    (no ``numpy.dtype``/``numpy.ndarray``/``torch.Tensor`` is ever built from the file's state; numeric arrays
@@ -54,9 +54,8 @@ class PickleLimits:
     """
 
     max_file_bytes: int = 16 << 30
-    max_opcodes: int = 5_000_000
-    max_memo: int = 1_000_000
-    max_stack: int = 100_000
+    max_opcodes: int = 1_000_000  # published EDM networks: ~45k
+    max_memo: int = 500_000
     max_marks: int = 256
     max_int_bytes: int = 64
     max_str_bytes: int = 16 << 20  # strings (module sources) and non-storage bytes
@@ -66,7 +65,6 @@ class PickleLimits:
         return cls(max_file_bytes=env_int("EDMBENCH_MAX_CHECKPOINT_BYTES", cls.max_file_bytes))
 
 
-_BYTES_OPS = {"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"}
 _STR_OPS = {
     "BINUNICODE",
     "SHORT_BINUNICODE",
@@ -76,90 +74,141 @@ _STR_OPS = {
     "SHORT_BINSTRING",
     "STRING",
 }
-_INT_OPS = {"LONG", "LONG1", "LONG4"}
-_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
-_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
-_REFUSED_OPS = {"PERSID", "BINPERSID", "EXT1", "EXT2", "EXT4", "INST", "OBJ"}
+_REFUSED_OPS = {
+    "PERSID",
+    "BINPERSID",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+    "INST",
+    "OBJ",
+    "NEXT_BUFFER",
+    "READONLY_BUFFER",
+}
+_MARK_CONSUMERS = {
+    "TUPLE",
+    "LIST",
+    "DICT",
+    "APPENDS",
+    "SETITEMS",
+    "ADDITEMS",
+    "FROZENSET",
+    "POP_MARK",
+    "INST",
+    "OBJ",
+}
+_LENGTH_BYTES = {-2: 1, -3: 4, -4: 4, -5: 8}  # pickletools' TAKEN_FROM_ARGUMENT{1,4,4U,8U}
 
 
-class _BoundedStream:
-    """File-like view of a buffer whose reads never allocate more than what remains (for ``genops``)."""
+def _opcode_table() -> list[tuple[str, int, int] | None]:
+    """Per opcode byte: (name, argument kind, size). Kinds: 0 fixed ``size`` bytes, 1 a ``size``-byte
+    little-endian length then that many bytes, 2 one text line, 3 two text lines (GLOBAL, INST)."""
+    table: list[tuple[str, int, int] | None] = [None] * 256
+    for op in pickletools.opcodes:
+        n = op.arg.n if op.arg is not None else 0
+        if n >= 0:
+            entry = (op.name, 0, n)
+        elif n == pickletools.UP_TO_NEWLINE:
+            entry = (op.name, 3 if op.arg.name == "stringnl_noescape_pair" else 2, 0)
+        else:
+            entry = (op.name, 1, _LENGTH_BYTES[n])
+        table[ord(op.code)] = entry
+    return table
 
-    def __init__(self, buf: Any, start: int = 0, end: int | None = None) -> None:
-        self.buf, self.pos, self.end = buf, start, len(buf) if end is None else end
 
-    def read(self, n: int = -1) -> bytes:
-        n = self.end - self.pos if n < 0 else min(n, self.end - self.pos)
-        out = self.buf[self.pos : self.pos + n]
-        self.pos += n
-        return bytes(out)
-
-    def readline(self) -> bytes:
-        """Up to and including the next newline, at most 64 KiB (text opcodes are short)."""
-        chunk = bytes(self.buf[self.pos : min(self.end, self.pos + (1 << 16))])
-        stop = chunk.find(b"\n")
-        out = chunk if stop < 0 else chunk[: stop + 1]
-        self.pos += len(out)
-        return out
-
-    def tell(self) -> int:
-        return self.pos
+_OPCODES = _opcode_table()
+_MAX_LINE = 1 << 16
 
 
 def scan_pickle(
-    stream: _BoundedStream, limits: PickleLimits, what: str = "pickle", persid: bool = False
+    buf: Any, limits: PickleLimits, what: str = "pickle", start: int = 0, persid: bool = False
 ) -> int:
-    """Walk one pickle's opcodes without building anything; refuse what exceeds ``limits``.
-
-    Returns the position after STOP. Truncated or malformed streams raise ``CheckpointError``.
+    """Walk one pickle's opcodes in ``buf`` (bytes or mmap) without building anything; refuse what exceeds
+    ``limits``: opcode count, memo indices and size, MARK nesting, integer and string sizes, declared
+    lengths beyond the end of the data, and opcodes EDM checkpoints never use. Returns the end offset.
     """
-    stack, marks, memo, count = 0, [], 0, 0
-    try:
-        for op, arg, _pos in pickletools.genops(stream):
-            count += 1
-            if count > limits.max_opcodes:
-                raise LimitError(f"{what} has more than {limits.max_opcodes:,} opcodes (limit)")
-            name = op.name
-            if name in _REFUSED_OPS and not (persid and name == "BINPERSID"):
-                raise UnsafePickleError(
-                    f"{what} uses opcode {name}, which EDM checkpoints never need; nothing was executed"
+    end, pos, count, memo, marks = len(buf), start, 0, 0, 0
+    while pos < end:
+        entry = _OPCODES[buf[pos]]
+        if entry is None:
+            raise CheckpointError(f"{what}: corrupt or truncated EDM pickle (unknown opcode at byte {pos})")
+        name, kind, size = entry
+        pos += 1
+        count += 1
+        if count > limits.max_opcodes:
+            raise LimitError(f"{what} has more than {limits.max_opcodes:,} opcodes (limit)")
+        arg = pos
+        if kind == 0:
+            pos += size
+        elif kind == 1:
+            length = int.from_bytes(buf[pos : pos + size], "little", signed=name in ("LONG4", "BINSTRING"))
+            pos += size
+            if length < 0 or length > end - pos:
+                raise CheckpointError(
+                    f"{what}: corrupt or truncated EDM pickle ({name} declares {length:,} "
+                    f"bytes, {max(end - pos, 0):,} left)"
                 )
-            if name in _PUT_OPS or name == "MEMOIZE":
-                memo += 1
-                index = memo - 1 if name == "MEMOIZE" else int(arg)
-                if index >= limits.max_memo or memo > limits.max_memo:
-                    raise LimitError(f"{what} memo index {index:,} exceeds the limit of {limits.max_memo:,}")
-            elif name in _GET_OPS and int(arg) >= limits.max_memo:
-                raise LimitError(f"{what} memo index {int(arg):,} exceeds the limit of {limits.max_memo:,}")
-            elif name in _INT_OPS and isinstance(arg, int) and arg.bit_length() > 8 * limits.max_int_bytes:
+            if name in ("LONG1", "LONG4") and length > limits.max_int_bytes:
                 raise LimitError(
-                    f"{what} holds a {arg.bit_length()}-bit integer; limit {8 * limits.max_int_bytes} bits"
+                    f"{what} holds a {length:,}-byte integer; limit {limits.max_int_bytes} bytes"
                 )
-            elif name in _STR_OPS and isinstance(arg, str | bytes) and len(arg) > limits.max_str_bytes:
-                raise LimitError(
-                    f"{what} holds a {len(arg):,}-character string; limit {limits.max_str_bytes:,}"
+            if name in _STR_OPS and length > limits.max_str_bytes:
+                raise LimitError(f"{what} holds a {length:,}-byte string; limit {limits.max_str_bytes:,}")
+            pos += length
+        else:
+            for _ in range(kind - 1):
+                stop = buf.find(b"\n", pos, min(end, pos + _MAX_LINE))
+                if stop < 0:
+                    raise CheckpointError(
+                        f"{what}: corrupt or truncated EDM pickle ({name} without a newline "
+                        f"within {_MAX_LINE} bytes)"
+                    )
+                pos = stop + 1
+        if pos > end:
+            raise CheckpointError(f"{what}: corrupt or truncated EDM pickle ({name} runs past the end)")
+        if name == "STOP":
+            return pos
+        if name == "MARK":
+            marks += 1
+            if marks > limits.max_marks:
+                raise LimitError(f"{what} nests more than {limits.max_marks} MARKs (limit)")
+        elif name in _MARK_CONSUMERS:
+            marks -= 1
+            if marks < 0:
+                raise CheckpointError(f"{what}: corrupt or truncated EDM pickle ({name} without a MARK)")
+        if name in _REFUSED_OPS and not (persid and name == "BINPERSID"):
+            raise UnsafePickleError(
+                f"{what} uses opcode {name}, which EDM checkpoints never need; nothing was executed"
+            )
+        if name == "MEMOIZE":
+            memo += 1
+            index = memo - 1
+        elif name in ("LONG_BINPUT", "LONG_BINGET", "PUT", "GET"):
+            raw = buf[arg:pos]
+            index = int.from_bytes(raw, "little") if name[0] == "L" else _decimal(raw, what)
+            memo += name.endswith("PUT")
+        elif name == "FRAME":
+            frame = int.from_bytes(buf[arg:pos], "little")
+            if frame > end - pos:
+                raise CheckpointError(
+                    f"{what}: corrupt or truncated EDM pickle (a frame of {frame:,} bytes, "
+                    f"{end - pos:,} left)"
                 )
-            if op.stack_before and pickletools.markobject in op.stack_before:
-                if not marks:
-                    raise CheckpointError(f"{what}: corrupt or truncated EDM pickle (MARK expected)")
-                stack = marks.pop()
-            else:
-                stack -= len(op.stack_before)
-            if name == "MARK":
-                marks.append(stack)
-                if len(marks) > limits.max_marks:
-                    raise LimitError(f"{what} nests more than {limits.max_marks} MARKs (limit)")
-            else:
-                stack += len(op.stack_after)
-            if stack > limits.max_stack:
-                raise LimitError(f"{what} stack depth exceeds {limits.max_stack:,} (limit)")
-            if name == "STOP":
-                break
-    except CheckpointError:
-        raise
-    except (ValueError, EOFError) as exc:
-        raise CheckpointError(f"{what}: corrupt or truncated EDM pickle ({_short(exc)})") from None
-    return stream.tell()
+            continue
+        elif name == "LONG" and pos - arg > 4 * limits.max_int_bytes:
+            raise LimitError(f"{what} holds a {pos - arg:,}-digit integer (limit)")
+        else:
+            continue
+        if index >= limits.max_memo or memo > limits.max_memo:
+            raise LimitError(f"{what} memo index {index:,} exceeds the limit of {limits.max_memo:,}")
+    raise CheckpointError(f"{what}: corrupt or truncated EDM pickle (no STOP opcode)")
+
+
+def _decimal(raw: bytes, what: str) -> int:
+    text = bytes(raw).strip()
+    if not text.isdigit() or len(text) > 12:
+        raise CheckpointError(f"{what}: corrupt EDM pickle (memo index {text[:20]!r})")
+    return int(text)
 
 
 def _short(exc: BaseException, limit: int = 120) -> str:
@@ -449,9 +498,9 @@ class _StorageHeaderUnpickler(pickle.Unpickler):
         return _StorageRef(pid[2], pid[1], pid[4])
 
 
-def _small_pickle(buf: memoryview, pos: int, limits: PickleLimits, what: str) -> tuple[Any, int]:
-    end = scan_pickle(_BoundedStream(buf, pos), limits, what, persid=True)
-    return _StorageHeaderUnpickler(io.BytesIO(bytes(buf[pos:end]))).load(), end
+def _small_pickle(buf: bytes, pos: int, limits: PickleLimits, what: str) -> tuple[Any, int]:
+    end = scan_pickle(buf, limits, what, start=pos, persid=True)
+    return _StorageHeaderUnpickler(io.BytesIO(buf[pos:end])).load(), end
 
 
 def read_legacy_storage(data: Any, limits: PickleLimits | None = None) -> StorageToken:
@@ -467,10 +516,8 @@ def read_legacy_storage(data: Any, limits: PickleLimits | None = None) -> Storag
             "refused a tensor storage payload: a zip archive; EDM pickles store storages "
             "in torch's legacy (non-zip) format"
         )
-    limits = limits or PickleLimits(
-        max_opcodes=200, max_memo=64, max_stack=64, max_marks=4, max_str_bytes=256
-    )
-    buf, what = memoryview(data), "tensor storage payload"
+    limits = limits or PickleLimits(max_opcodes=200, max_memo=64, max_marks=4, max_str_bytes=256)
+    buf, what = data, "tensor storage payload"
     magic, pos = _small_pickle(buf, 0, limits, what)
     proto, pos = _small_pickle(buf, pos, limits, what)
     sys_info, pos = _small_pickle(buf, pos, limits, what)
@@ -491,7 +538,7 @@ def read_legacy_storage(data: Any, limits: PickleLimits | None = None) -> Storag
             f"{what}: declares {count:,} elements ({ref.numel:,} in its record) but holds "
             f"{len(buf) - pos - 8:,} bytes; expected {nbytes:,}"
         )
-    return StorageToken(ref.dtype, buf[pos + 8 :], ref.numel)
+    return StorageToken(ref.dtype, memoryview(data)[pos + 8 :], ref.numel)
 
 
 # (module, name) -> inert replacement; numpy's module is spelled numpy.core (NumPy 1) or numpy._core (NumPy 2)
@@ -541,7 +588,7 @@ def read_edm_pickle(path: str | os.PathLike, limits: PickleLimits | None = None)
         if path.stat().st_size == 0:
             raise CheckpointError("corrupt or truncated EDM pickle (empty file)")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            scan_pickle(_BoundedStream(buf), limits, "EDM pickle")
+            scan_pickle(buf, limits, "EDM pickle")
             buf.seek(0)
             try:
                 return RestrictedUnpickler(buf).load()
@@ -660,8 +707,9 @@ def load_edm_pickle(
     refused unless ``allow_nonfinite``.
     """
     path = Path(path)
-    record = network_record(read_edm_pickle(path))
+    top = read_edm_pickle(path)
     with reader_boundary(path, "EDM pickle"):
+        record = network_record(top)
         config = init_config(record)
         tokens = flat_tokens(record)
         model = instantiate(

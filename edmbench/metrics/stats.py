@@ -173,18 +173,20 @@ def save_reference(path: str | os.PathLike, stats: ReferenceStats) -> Path:
 
 def load_reference(path: str | os.PathLike) -> ReferenceStats:
     """Read reference statistics from an EDM ``.npz`` (keys ``mu``, ``sigma``; optional ``n``, ``features``,
-    ``provenance``). Wrong keys, shapes or non-finite values raise ``ValueError``; nothing is half-loaded."""
+    ``provenance``). Wrong keys, shapes or non-finite values raise ``CheckpointError`` (a ``ValueError``);
+    nothing is half-loaded."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"reference statistics file not found: {path}")
+    from edmbench.errors import CheckpointError
     from edmbench.npzio import read_npz  # bounded: sizes checked before inflating, numeric dtypes only
 
     arrays = read_npz(path, "reference statistics", allow_unicode=("provenance",))
     missing = [k for k in REQUIRED_KEYS if k not in arrays]
     unknown = sorted(set(arrays) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if missing or unknown:
-        raise ValueError(f"{path}: reference .npz must hold keys {list(REQUIRED_KEYS)} (optional "
-                         f"{list(OPTIONAL_KEYS)}); missing {missing}, unknown {unknown}")
+        raise CheckpointError(f"{path}: reference .npz must hold keys {list(REQUIRED_KEYS)} (optional "
+                              f"{list(OPTIONAL_KEYS)}); missing {missing}, unknown {unknown}")
     provenance = {"file": str(path)}
     if "provenance" in arrays:
         try:
@@ -192,13 +194,13 @@ def load_reference(path: str | os.PathLike) -> ReferenceStats:
         except (json.JSONDecodeError, RecursionError):
             recorded = None
         if not isinstance(recorded, dict):
-            raise ValueError(f"{path}: 'provenance' must be a JSON object string")
+            raise CheckpointError(f"{path}: 'provenance' must be a JSON object string")
         provenance.update(recorded)
     if "n" in arrays and (arrays["n"].size != 1 or arrays["n"].dtype.kind not in "iu"):
-        raise ValueError(f"{path}: 'n' must be one integer (the image count)")
+        raise CheckpointError(f"{path}: 'n' must be one integer (the image count)")
     n = int(arrays["n"]) if "n" in arrays else None
     try:
         return ReferenceStats(arrays["mu"], arrays["sigma"], n=n, features=arrays.get("features"),
                               provenance=provenance)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
+        raise CheckpointError(f"{path}: {err}") from err
