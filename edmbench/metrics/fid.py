@@ -9,22 +9,24 @@ eigenvalues clipped to 0: one symmetric eigenvalue-only solve (``eigvalsh``) ins
 Schur ``sqrtm`` of the non-symmetric product. ``torch_fidelity_frechet_distance`` keeps torch-fidelity's
 ``fid_statistics_to_metric`` as the cross-check oracle (tests/metrics/test_fid_math.py, 1e-6 at D = 2048).
 
-Sums. A stream keeps, per seed group, float64 sums of x = f - mu_r and of y y^T with y = A x (rotated at
-update time, one [B, D] x [D, D] product per batch): n, sum x, sum |x|^2 and sum y y^T. Then
-|mu - mu_r|^2 = |sum x / n|^2, Tr(Sigma) = (sum |x|^2 - |sum x|^2 / n) / (n - 1) and
-A Sigma A = (sum y y^T - (A sum x)(A sum x)^T / n) / (n - 1). The sums are additive, so ranks of a sharded
-evaluation merge them exactly by all-reduce (``edmbench.metrics.shard``).
+Moments. A stream keeps, per seed group, float64 centred moments of x = f - mu_r and of y = A x (rotated
+at update time, one [B, D] x [D, D] product per batch): the count n, the mean m of x, the scatter trace
+sum |x - m|^2 and the scatter matrix sum (y - A m)(y - A m)^T, folded batch by batch with Chan et al.'s
+pairwise update. Then |mu - mu_r|^2 = |m|^2, Tr(Sigma) = trace / (n - 1) and A Sigma A = scatter / (n - 1).
+Centred moments merge exactly (no cancellation against a far-away mean), also across the ranks of a sharded
+evaluation: all-reduce n and n m, then each rank's scatter re-centred on the merged mean
+(``edmbench.metrics.shard``).
 
 Error bar (grouped jackknife). The image with seed s belongs to group s mod K (K = ``groups``; a stream
 without seeds uses the row's position), so two trials on the same seeds have the same groups and their
-leave-one-out values pair element-wise. theta_k is the FID without group k, from the total sums minus
-group k's sums (downdating: no re-merging of the other K - 1 groups). Then
+leave-one-out values pair element-wise. theta_k is the FID without group k, from the total moments with
+group k's taken out (Chan's update run backwards: no re-merging of the other K - 1 groups). Then
   standard error  fid_err = sqrt((K-1)/K * sum_k (theta_k - mean theta)^2),
   bias-corrected  fid_debiased = K * fid - (K-1) * mean theta   (removes FID's O(1/n) bias),
 and ``interval`` = fid_debiased +- t_{K-1} quantile * fid_err, which aims to cover the FID of the
 generator's feature distribution against the reference statistics *as given* (n -> infinity) with
 probability ``level``. It treats the reference as exact and assumes FID is well above its standard error
-(near FID = 0 the estimator is not normal). Cost: K extra eigenvalue solves per rung and K [D, D] sums.
+(near FID = 0 the estimator is not normal). Cost: K extra eigenvalue solves per rung and K [D, D] scatters.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from edmbench.metrics.kid_pr import FeatureReservoir, KIDPROptions, kid_pr_metri
 from edmbench.metrics.stats import ReferenceStats, StreamingStats, symmetric_sqrt
 
 UNCERTAINTY_METHODS = ("jackknife", None)
-FLUSH_ROWS = 1024  # feature rows buffered before they are folded into the group sums
+FLUSH_ROWS = 1024  # feature rows buffered before they are folded into the group moments
 
 
 def _check_dims(mu1: np.ndarray, mu2: np.ndarray) -> None:
@@ -81,31 +83,52 @@ def fid_from_stats(stats: StreamingStats, reference: ReferenceStats) -> float:
     return frechet_distance(stats.mean, stats.cov, reference.mu, reference.sigma)
 
 
+def _outer(weight: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """weight_k d_k d_k^T for each row k of ``d``: [K, D, D]."""
+    return weight[:, None, None] * d[:, :, None] * d[:, None, :]
+
+
 @dataclass
-class GroupSums:
-    """Float64 sums per seed group (see the module docstring): ``n`` [K], ``sum_x`` [K, D] with
-    x = f - mu_r, ``sum_x2`` [K] = sum |x|^2, ``sum_yy`` [K, D, D] with y = Sigma_r^(1/2) x."""
+class GroupMoments:
+    """Float64 centred moments per seed group (see the module docstring): ``n`` [K], ``mean`` [K, D] of
+    x = f - mu_r, ``trace`` [K] = sum |x - mean|^2, ``scatter`` [K, D, D] of y = Sigma_r^(1/2) x."""
 
     n: torch.Tensor
-    sum_x: torch.Tensor
-    sum_x2: torch.Tensor
-    sum_yy: torch.Tensor
+    mean: torch.Tensor
+    trace: torch.Tensor
+    scatter: torch.Tensor
 
     @classmethod
-    def zeros(cls, groups: int, dim: int, device: torch.device) -> GroupSums:
+    def zeros(cls, groups: int, dim: int, device: torch.device) -> GroupMoments:
         z = {"dtype": torch.float64, "device": device}
         return cls(torch.zeros(groups, **z), torch.zeros(groups, dim, **z), torch.zeros(groups, **z),
                    torch.zeros(groups, dim, dim, **z))
 
     def tensors(self) -> list[torch.Tensor]:
-        return [self.n, self.sum_x, self.sum_x2, self.sum_yy]
-
-    def clone(self) -> GroupSums:
-        return GroupSums(*(t.clone() for t in self.tensors()))
+        return [self.n, self.mean, self.trace, self.scatter]
 
     @property
     def num_images(self) -> int:
         return int(round(float(self.n.sum())))
+
+    def total(self, root: torch.Tensor) -> GroupMoments:
+        """All groups merged into one (K = 1): sum of scatters plus the between-group part."""
+        n = self.n.sum()
+        mean = (self.n[:, None] * self.mean).sum(0) / n
+        delta = self.mean - mean
+        d = delta @ root
+        return GroupMoments(n[None], mean[None], (self.trace + self.n * (delta**2).sum(1)).sum()[None],
+                            (self.scatter.sum(0) + (d.T * self.n) @ d)[None])
+
+    def leave_one_out(self, total: GroupMoments, root: torch.Tensor) -> GroupMoments:
+        """For every group k, the moments of all groups but k: Chan's merge solved for the rest."""
+        rest = total.n - self.n
+        mean = (total.n * total.mean - self.n[:, None] * self.mean) / rest[:, None]
+        delta = self.mean - mean
+        d = delta @ root
+        weight = self.n * rest / total.n
+        return GroupMoments(rest, mean, total.trace - self.trace - weight * (delta**2).sum(1),
+                            total.scatter - self.scatter - _outer(weight, d))
 
 
 @dataclass
@@ -170,46 +193,52 @@ class ReferenceGeometry:
         self.root = torch.as_tensor(reference.sqrt_sigma, dtype=torch.float64, device=device)
         self.trace = float(np.trace(reference.sigma))
 
-    def fids(self, n: torch.Tensor, sum_x: torch.Tensor, sum_x2: torch.Tensor,
-             sum_yy: torch.Tensor) -> np.ndarray:
-        """FIDs of a batch of sums ([B], [B, D], [B], [B, D, D]): one ``eigvalsh`` each (batched on GPU)."""
-        diff2 = (sum_x**2).sum(-1) / n**2
-        trace = (sum_x2 - (sum_x**2).sum(-1) / n) / (n - 1)
-        t = sum_x @ self.root
-        inner = (sum_yy - t[:, :, None] * t[:, None, :] / n[:, None, None]) / (n - 1)[:, None, None]
+    def fids(self, moments: GroupMoments) -> np.ndarray:
+        """The FID of each set of moments: one ``eigvalsh`` each (batched on GPU)."""
+        n = moments.n
+        diff2 = (moments.mean**2).sum(-1)
+        trace = moments.trace / (n - 1)
+        inner = moments.scatter / (n - 1)[:, None, None]  # = A Sigma A
         if inner.device.type == "cpu":  # LAPACK through numpy: about 2x torch's CPU eigvalsh here
             roots = np.array([_trace_sqrt(np.linalg.eigvalsh(m)) for m in inner.numpy()])
         else:
             roots = torch.linalg.eigvalsh(inner).clamp_min(0).sqrt().sum(-1).cpu().numpy()
         return (diff2 + trace).cpu().numpy() + self.trace - 2 * roots
 
-    def jackknife(self, sums: GroupSums) -> JackknifeResult:
-        """FID of the total sums and, by downdating, of the total minus each group (K + 1 solves)."""
-        total = [t.sum(0, keepdim=True) for t in sums.tensors()]
-        groups = sums.n.shape[0]
+    def jackknife(self, moments: GroupMoments) -> JackknifeResult:
+        """FID of all groups and, by downdating, of all groups but each one (K + 1 solves)."""
+        total = moments.total(self.root)
+        groups = moments.n.shape[0]
         if groups == 1:
-            full = self.fids(*total)
-            return JackknifeResult(float(full[0]), np.zeros(0), sums.num_images, 1)
-        stacked = [torch.cat([tot, tot - part]) for tot, part in zip(total, sums.tensors(), strict=True)]
-        values = self.fids(*stacked)
-        return JackknifeResult(float(values[0]), values[1:], sums.num_images, groups)
+            return JackknifeResult(float(self.fids(total)[0]), np.zeros(0), moments.num_images, 1)
+        loo = moments.leave_one_out(total, self.root)
+        values = self.fids(GroupMoments(*(torch.cat([a, b]) for a, b in
+                                          zip(total.tensors(), loo.tensors(), strict=True))))
+        return JackknifeResult(float(values[0]), values[1:], moments.num_images, groups)
 
 
-def _fold(n, sum_x, sum_x2, sum_yy, rows, group, mu, root) -> None:
-    """Add rows to their groups' sums in place (numpy arrays on CPU, torch tensors on a GPU)."""
+def _fold(n, mean, trace, scatter, rows, group, mu, root) -> None:
+    """Merge rows into their groups' moments in place, Chan et al.'s pairwise update (numpy arrays on CPU,
+    torch tensors on a GPU)."""
     x = rows - mu
-    y = x @ root
     for g in sorted({int(v) for v in group.tolist()}):
-        mask = group == g
-        xg, yg = x[mask], y[mask]
-        n[g] += int(mask.sum())
-        sum_x[g] += xg.sum(0)
-        sum_x2[g] += (xg * xg).sum()
-        sum_yy[g] += yg.T @ yg
+        xg = x[group == g]
+        count = xg.shape[0]
+        batch_mean = xg.mean(0)
+        centred = xg - batch_mean
+        yc = centred @ root
+        total = n[g] + count
+        delta = batch_mean - mean[g]
+        d = delta @ root
+        weight = float(n[g]) * count / float(total)
+        mean[g] += delta * (count / float(total))
+        trace[g] += (centred * centred).sum() + weight * (delta * delta).sum()
+        scatter[g] += yc.T @ yc + weight * (d[:, None] * d[None, :])
+        n[g] = total
 
 
 class FIDStream:
-    """Features in, FID estimates out: float64 group sums (seed s -> group s mod K) plus optional rows."""
+    """Features in, FID estimates out: float64 group moments (seed s -> group s mod K) plus optional rows."""
 
     def __init__(self, reference: ReferenceStats, *, groups: int = 10, level: float = 0.95,
                  kid_pr: KIDPROptions | None = None, device: str | torch.device | None = None) -> None:
@@ -220,7 +249,7 @@ class FIDStream:
         self.reference, self.level = reference, level
         self.device = torch.device(device or "cpu")
         self.geometry = ReferenceGeometry(reference, self.device)
-        self.sums = GroupSums.zeros(groups, reference.dim, self.device)
+        self.moments = GroupMoments.zeros(groups, reference.dim, self.device)
         self.kid_pr = kid_pr or KIDPROptions()
         self.reservoir = FeatureReservoir(self.kid_pr.max_rows) if self.kid_pr.any else None
         self.n = 0  # rows seen
@@ -229,7 +258,7 @@ class FIDStream:
 
     @property
     def groups(self) -> int:
-        return int(self.sums.n.shape[0])
+        return int(self.moments.n.shape[0])
 
     def update(self, features: torch.Tensor | np.ndarray, seeds: Sequence[int] | None = None,
                positions: Sequence[int] | None = None) -> None:
@@ -258,41 +287,42 @@ class FIDStream:
             self.flush()
 
     def flush(self) -> None:
-        """Fold the buffered rows into the group sums."""
+        """Fold the buffered rows into the group moments."""
         if not self._buffer:
             return
         rows = torch.cat([r for r, _ in self._buffer])
         group = torch.cat([k for _, k in self._buffer]) % self.groups
         self._buffer, self._buffered = [], 0
-        if self.device.type == "cpu":  # numpy views of the same sums: far less per-op overhead than torch
-            _fold(*(t.numpy() for t in (*self.sums.tensors(), rows, group, self.geometry.mu,
+        if self.device.type == "cpu":  # numpy views of the same moments: far less per-op overhead than torch
+            _fold(*(t.numpy() for t in (*self.moments.tensors(), rows, group, self.geometry.mu,
                                         self.geometry.root)))
         else:
-            _fold(*self.sums.tensors(), rows.to(self.device), group.to(self.device), self.geometry.mu,
+            _fold(*self.moments.tensors(), rows.to(self.device), group.to(self.device), self.geometry.mu,
                   self.geometry.root)
 
-    def jackknife(self, sums: GroupSums | None = None) -> JackknifeResult:
-        """FID of everything seen and each leave-one-group-out FID (``sums``: e.g. merged over ranks)."""
+    def jackknife(self, moments: GroupMoments | None = None) -> JackknifeResult:
+        """FID of everything seen and each leave-one-group-out FID (``moments``: e.g. merged over ranks)."""
         self.flush()
-        return self.geometry.jackknife(self.sums if sums is None else sums)
+        return self.geometry.jackknife(self.moments if moments is None else moments)
 
-    def result(self, sums: GroupSums | None = None, reservoir: FeatureReservoir | None = None) -> RungResult:
+    def result(self, moments: GroupMoments | None = None,
+               reservoir: FeatureReservoir | None = None) -> RungResult:
         """FID of everything seen so far, with the jackknife error bar when ``groups`` > 1 and every group
-        has an image. ``sums`` / ``reservoir`` replace the stream's own (merged over ranks)."""
+        has an image. ``moments`` / ``reservoir`` replace the stream's own (merged over ranks)."""
         self.flush()
-        sums = self.sums if sums is None else sums
-        num_images = sums.num_images
+        moments = self.moments if moments is None else moments
+        num_images = moments.num_images
         if num_images < 2:
             raise ValueError(f"a covariance needs at least 2 feature rows, have {num_images}")
-        counts = sums.n.cpu().numpy()
+        counts = moments.n.cpu().numpy()
         if self.groups > 1 and counts.min() > 0 and num_images - counts.max() >= 2:
-            jack = self.geometry.jackknife(sums)
+            jack = self.geometry.jackknife(moments)
             out = RungResult(n=num_images, fid=jack.full, fid_loo=tuple(float(v) for v in jack.loo))
             for key, value in jackknife_interval(jack.full, jack.loo, self.level).items():
                 setattr(out, key, value)
         else:
-            total = [t.sum(0, keepdim=True) for t in sums.tensors()]
-            out = RungResult(n=num_images, fid=float(self.geometry.fids(*total)[0]))
+            total = moments.total(self.geometry.root)
+            out = RungResult(n=num_images, fid=float(self.geometry.fids(total)[0]))
         reservoir = self.reservoir if reservoir is None else reservoir
         if reservoir is not None:
             out.extra = kid_pr_metrics(reservoir.rows, self.reference.features, self.kid_pr)
@@ -311,20 +341,29 @@ def _check_rungs(rungs: Sequence[int] | None) -> list[int] | None:
 def fid_at_rungs(batches: Iterable, extractor: torch.nn.Module, reference: ReferenceStats,
                  rungs: Sequence[int] | None = None, *, uncertainty: str | None = "jackknife",
                  groups: int = 10, level: float = 0.95, kid_pr: KIDPROptions | None = None,
-                 device: str | torch.device | None = None) -> Iterator[RungResult]:
+                 device: str | torch.device | None = None, shard=None, plan=None) -> Iterator[RungResult]:
     """Yield a ``RungResult`` when the stream reaches each rung (image count) in ``rungs``.
 
     ``batches`` yields ``ImageBatch``es (their seeds choose the jackknife groups) or uint8 ``[B, C, H, W]``
     tensors (groups by position). It is consumed lazily and no further than the last rung, so scoring 10k
     images after 2k costs only the 8k new ones. With ``rungs=None`` there is one result at the end of the
-    stream. ``uncertainty=None`` skips the error bar. ``device`` holds the float64 sums and runs the
+    stream. ``uncertainty=None`` skips the error bar. ``device`` holds the float64 moments and runs the
     eigenvalue solves (default CPU).
+
+    Sharded (``shard``: an ``edmbench.metrics.shard.Shard``, ``plan`` its ``ShardPlan``): ``batches`` are this
+    rank's images (``plan.seeds``), ``rungs`` are global image counts, and every rank yields the same merged
+    results (see ``edmbench.metrics.shard``).
     """
     if uncertainty not in UNCERTAINTY_METHODS:
         raise ValueError(f"unknown uncertainty {uncertainty!r}; valid: {UNCERTAINTY_METHODS}")
     rungs = _check_rungs(rungs)
     stream = FIDStream(reference, groups=groups if uncertainty else 1, level=level, kid_pr=kid_pr,
                        device=device)
+    if shard is not None:
+        if rungs is None or plan is None:
+            raise ValueError("a sharded evaluation needs its rungs (the last = all images) and its plan")
+        yield from _sharded_rungs(batches, extractor, stream, rungs, plan, shard)
+        return
     pending = list(rungs) if rungs is not None else []
     start, nfe_total = time.perf_counter(), 0.0
     for batch in batches:
@@ -348,6 +387,71 @@ def fid_at_rungs(batches: Iterable, extractor: torch.nn.Module, reference: Refer
     elif rungs is None or pending:
         missing = pending[0] if pending else 2
         raise ValueError(f"the image stream ended after {stream.n} images, before reaching {missing}")
+
+
+def _local_rows(batches: Iterable, extractor: torch.nn.Module) -> Iterator[tuple[torch.Tensor, list, float]]:
+    """(features, seeds, nfe per image) per batch."""
+    for batch in batches:
+        features = extract_features(extractor, getattr(batch, "images", batch))
+        yield features, list(batch.seeds), float(getattr(batch, "nfe", 0) or 0)
+
+
+def _sharded_rungs(batches: Iterable, extractor: torch.nn.Module, stream: FIDStream, rungs: list[int],
+                   plan, shard) -> Iterator[RungResult]:
+    """Each rank folds its rows up to its local count of every rung, then the ranks merge (all-reduce the
+    moments, gather the reservoirs), rank 0 computes and broadcasts the result, and after each yield rank 0
+    broadcasts whether its consumer wants more (a pruned trial stops every rank)."""
+    source, carry, nfe_total = _local_rows(batches, extractor), None, 0.0
+    start = time.perf_counter()
+    for rung, target in zip(rungs, plan.local_rungs, strict=True):
+        while stream.n < target:
+            features, seeds, nfe = carry if carry is not None else next(source, (None, None, None))
+            carry = None
+            if features is None:
+                raise ValueError(f"rank {shard.rank}: the image stream ended after {stream.n} images, before "
+                                 f"its share {target} of rung {rung}")
+            take = min(features.shape[0], target - stream.n)
+            stream.update(features[:take], seeds[:take], plan.positions[stream.n:stream.n + take])
+            nfe_total += nfe * take
+            if take < features.shape[0]:
+                carry = (features[take:], seeds[take:], nfe)
+        try:
+            yield _merged_result(stream, shard, nfe_total, start)
+        except GeneratorExit:  # rank 0's consumer stopped here (a pruned trial): tell the others
+            if shard.is_main:
+                shard.broadcast_object("stop")
+            raise
+        if shard.broadcast_object("continue" if shard.is_main else None) != "continue":
+            return
+
+
+def merge_moments(local: GroupMoments, root: torch.Tensor, shard) -> GroupMoments:
+    """Every rank's group moments merged exactly: all-reduce n and n * mean, then each rank's trace and
+    scatter re-centred on the merged means (Chan's update with K groups at once), all-reduced."""
+    n, weighted = shard.all_reduce_sum([local.n, local.n[:, None] * local.mean])
+    mean = weighted / n.clamp_min(1)[:, None]
+    delta = local.mean - mean
+    d = delta @ root
+    trace, scatter = shard.all_reduce_sum([local.trace + local.n * (delta**2).sum(1),
+                                           local.scatter + _outer(local.n, d)])
+    return GroupMoments(n, mean, trace, scatter)
+
+
+def _merged_result(stream: FIDStream, shard, nfe_total: float, start: float) -> RungResult:
+    stream.flush()
+    merged = merge_moments(stream.moments, stream.geometry.root, shard)
+    (nfe_sum,) = shard.all_reduce_sum([torch.tensor([nfe_total], dtype=torch.float64)])
+    reservoirs = shard.gather_objects(stream.reservoir) if stream.reservoir is not None else None
+    result = None
+    if shard.is_main:
+        reservoir = None
+        if reservoirs is not None:
+            reservoir = FeatureReservoir(stream.reservoir.capacity, stream.reservoir.seed)
+            for part in reservoirs:
+                reservoir.merge(part)
+        result = _finish(stream.result(merged, reservoir), float(nfe_sum[0]),
+                         merged.num_images, start)
+    return shard.broadcast_object(result)
 
 
 def _finish(result: RungResult, nfe_total: float, n: int, start: float) -> RungResult:
