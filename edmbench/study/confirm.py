@@ -85,6 +85,8 @@ def confirm(study: Any, spec: StudySpec, scorer: Any) -> list[dict[str, Any]]:
 def heldout_loo(name: str, rung: Any, score: Any, seeds: range) -> list[float] | None:
     """The K leave-one-seed-group-out values of objective ``name`` at a rung (FID: the jackknife's; a
     per-seed objective: means over the other groups), or None when the objective has neither."""
+    if len(getattr(score, "loo", ())) > 1:
+        return [float(v) for v in score.loo]
     if name == "fid" and len(getattr(rung, "fid_loo", ())) > 1:
         return [float(v) for v in rung.fid_loo]
     if getattr(score, "per_seed", None) is not None:

@@ -4,7 +4,8 @@ the same image count, its interval says it is worse than the incumbent's (:mod:`
 A median pruner compares one noisy value with the median of other noisy values; at 100 images FID-digits
 has standard errors of 10-50, so most of its decisions are coin flips. Here every trial stores, at each
 rung, its primary objective's value and its K leave-one-seed-group-out values (the rung evidence,
-``ATTR_RUNGS``). All trials share seeds, so the difference trial - incumbent at rung n has a paired
+``ATTR_RUNGS``, written by :func:`edmbench.study.record.write_rung_evidence`). All trials share seeds,
+so the difference trial - incumbent at rung n has a paired
 jackknife-t interval, and the trial is pruned only when the whole interval lies on the worse side of 0.
 
 False-prune rate: a trial no worse than the incumbent is pruned at one rung with probability at most
@@ -14,29 +15,12 @@ coverage holds (``tests/metrics/test_paired.py``).
 
 from __future__ import annotations
 
-from typing import Any
-
 import optuna
 
 from edmbench.metrics.paired import Difference, paired_difference
+from edmbench.study.record import ATTR_RUNGS, rung_evidence, write_rung_evidence
 
-ATTR_RUNGS = "rungs"  # trial user attr: {str(n): {"value": v, "loo": [K floats]}} of the primary objective
-
-
-def write_rung_evidence(trial: Any, num_images: int, value: float, loo: Any) -> None:
-    """Add one rung's evidence to a live trial (before ``trial.should_prune()``)."""
-    evidence = dict(trial.user_attrs.get(ATTR_RUNGS, {}))
-    evidence[str(int(num_images))] = {"value": float(value), "loo": [float(v) for v in loo]}
-    trial.set_user_attr(ATTR_RUNGS, evidence)
-
-
-def rung_evidence(trial: Any, num_images: int) -> tuple[float, list[float]] | None:
-    """(value, leave-one-group-out values) of a trial at a rung, or None when it has none there."""
-    entry = trial.user_attrs.get(ATTR_RUNGS, {}).get(str(int(num_images)))
-    if not entry or len(entry.get("loo", ())) < 2:
-        return None
-    return float(entry["value"]), list(entry["loo"])
-
+__all__ = ["ATTR_RUNGS", "PairedPruner", "rung_evidence", "write_rung_evidence"]
 
 class PairedPruner(optuna.pruners.BasePruner):
     """Prune when the paired interval of (trial - incumbent) at the trial's last rung excludes 0 on the
