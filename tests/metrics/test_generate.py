@@ -158,3 +158,26 @@ def test_generation_keeps_no_autograd_graph_and_leaves_grad_mode_alone():
     stream = generate_images(Learnable(), SamplerConfig(sampler="euler", num_steps=2), range(4), batch_size=2)
     next(stream)
     assert calls == [False, False] and torch.is_grad_enabled()  # the caller's grad mode is untouched
+
+
+def test_batches_are_cut_at_rungs():
+    from edmbench.generate import batch_bounds
+
+    assert batch_bounds(250, 64, [100, 200]) == [(0, 64), (64, 100), (100, 164), (164, 200), (200, 250)]
+    assert batch_bounds(10, 4, [0, 10, 12]) == [(0, 4), (4, 8), (8, 10)]  # rungs outside (0, n) ignored
+
+
+def test_a_pruned_evaluation_never_generates_past_its_rung(extractor):
+    """Counted: batches of 64 against a rung at 100 would have sampled 128 images before the decision."""
+    from edmbench.metrics.evaluate import score_rungs
+    from edmbench.metrics.reference import compute_reference
+
+    counting = CountingDenoiser(_mixture())
+    config = SamplerConfig(sampler="euler", num_steps=4)
+    reference = compute_reference([b.images for b in generate_images(_mixture(), config, range(500, 600))],
+                                  extractor)
+    rungs = score_rungs(counting, config, range(300), extractor, reference, [100, 200], batch_size=64)
+    result = next(rungs)
+    rungs.close()  # the pruner's decision at the first rung: stop
+    assert result.n == 100
+    assert counting.sample_evaluations == 100 * config.nfe  # exactly the rung's images, none past it
