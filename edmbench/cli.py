@@ -75,7 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--debug" in argv:
         argv = [a for a in argv if a != "--debug"]
-        os.environ[DEBUG_ENV] = "1"
+        previous, os.environ[DEBUG_ENV] = os.environ.get(DEBUG_ENV), "1"
+        try:
+            return _run(argv)
+        finally:  # main() may be called again in this process (tests): do not leak the flag
+            if previous is None:
+                os.environ.pop(DEBUG_ENV, None)
+            else:
+                os.environ[DEBUG_ENV] = previous
     if os.environ.get(DEBUG_ENV) == "1":
         return _run(argv)
     try:
