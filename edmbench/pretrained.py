@@ -9,7 +9,6 @@ else the one recorded on first download). See docs/checkpoints.md.
 from __future__ import annotations
 
 import argparse
-import difflib
 import hashlib
 import http.client
 import json
@@ -18,11 +17,13 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edmbench.errors import CheckpointError, ChecksumError, EdmbenchError
+from edmbench.registry import Registry, close_match
 from edmbench.resources import pretrained_dir
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 PRETRAINED_DIR = pretrained_dir()  # checkout: top-level pretrained/; wheel: packaged copy
 MANIFEST_PATH = PRETRAINED_DIR / "manifest.toml"
 CACHE_ENV = "EDMBENCH_CACHE"
-FORMATS = ("edm-pickle", "native", "gmm-npz")
 _CHUNK = 1 << 20
 
 
@@ -125,11 +125,14 @@ def _read_record(record: Path, url: str) -> str | None:
         data = json.loads(record.read_text())
         recorded_url, digest = data["url"], data["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise ChecksumError(f"hash record {record} is unreadable; delete it and the file beside it "
-                            "to download again") from None
+        raise ChecksumError(
+            f"hash record {record} is unreadable; delete it and the file beside it to download again"
+        ) from None
     if recorded_url != url:
-        raise ChecksumError(f"hash record {record} was made for {str(recorded_url)[:200]!r}, not {url!r}; "
-                            "refusing the cached file (delete the record and the file to download again)")
+        raise ChecksumError(
+            f"hash record {record} was made for {str(recorded_url)[:200]!r}, not {url!r}; "
+            "refusing the cached file (delete the record and the file to download again)"
+        )
     if not (isinstance(digest, str) and len(digest) == 64):
         raise ChecksumError(f"hash record {record} holds no sha256; delete it to download again")
     return digest
@@ -221,19 +224,22 @@ def resolve(name_or_path_or_url: str | os.PathLike) -> tuple[Path, str | None]:
         if not path.exists():
             raise FileNotFoundError(f"manifest entry {text!r} names {path}, which does not exist")
         if entry.sha256 and (actual := sha256_file(path)) != entry.sha256.lower():
-            raise ChecksumError(f"sha256 mismatch for {path} (manifest entry {text!r}): expected "
-                                f"{entry.sha256}, got {actual}")
+            raise ChecksumError(
+                f"sha256 mismatch for {path} (manifest entry {text!r}): expected {entry.sha256}, got {actual}"
+            )
         return path, entry.format
     if urllib.parse.urlparse(text).scheme in ("http", "https", "file"):
         return fetch(text), None
     path = Path(text).expanduser()
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory; expected a checkpoint file (EDM .pkl, edmbench "
-                              ".safetensors or mixture .npz)")
+        raise CheckpointError(
+            f"{path}: is a directory; expected a checkpoint file (EDM .pkl, edmbench "
+            ".safetensors or mixture .npz)"
+        )
     if path.is_file():
         return path, None
-    close = difflib.get_close_matches(text, list(manifest), n=3)
-    hint = f" Did you mean {', '.join(close)}?" if close else f" Manifest names: {', '.join(manifest)}"
+    close = close_match(text, manifest)
+    hint = f" Did you mean {close}?" if close else f" Manifest names: {', '.join(manifest)}"
     if not manifest:
         hint = f" (no manifest found at {MANIFEST_PATH})"
     raise FileNotFoundError(f"{text!r} is neither a manifest name, an existing file nor a URL.{hint}")
@@ -252,8 +258,9 @@ def detect_format(path: Path) -> str:
             with zipfile.ZipFile(path) as z:
                 names = z.namelist()
         except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: a corrupt zip archive ({type(exc).__name__}); expected a "
-                                  "mixture .npz") from None
+            raise CheckpointError(
+                f"{path}: a corrupt zip archive ({type(exc).__name__}); expected a mixture .npz"
+            ) from None
         if names and all(n.endswith(".npy") for n in names):
             return "gmm-npz"
         raise CheckpointError(
@@ -296,9 +303,33 @@ def _load_pickle(path: Path, device: torch.device, dtype: torch.dtype, channels_
     return model
 
 
-# format name (manifest ``format`` = detect_format's answer) -> reader(path, device, dtype, channels_last)
-READERS = {"edm-pickle": _load_pickle, "native": _load_native, "gmm-npz": _load_gmm}
-assert tuple(READERS) == FORMATS
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """A checkpoint format: its manifest/``detect_format`` name and ``reader(path, device, dtype,
+    channels_last, **limits)`` returning a Denoiser."""
+
+    name: str
+    reader: Callable[..., Any]
+    description: str
+    limits: bool = True  # the reader takes max_parameters / allow_nonfinite
+
+
+READERS: Registry[CheckpointFormat] = Registry(
+    "checkpoint format",
+    [
+        (f.name, f)
+        for f in (
+            CheckpointFormat(
+                "edm-pickle", _load_pickle, "NVIDIA EDM/EDM2 .pkl, read by the restricted unpickler"
+            ),
+            CheckpointFormat(
+                "native", _load_native, "edmbench .safetensors with its JSON config in the header"
+            ),
+            CheckpointFormat("gmm-npz", _load_gmm, "analytic Gaussian mixture .npz", limits=False),
+        )
+    ],
+)
+FORMATS = READERS.names()
 
 
 def load(
@@ -328,14 +359,16 @@ def load(
         )
     path, fmt = resolve(name_or_path_or_url)
     fmt = fmt or detect_format(path)
-    limits = {"max_parameters": max_parameters, "allow_nonfinite": allow_nonfinite}
-    if fmt == "gmm-npz":
-        limits = {}
-    return READERS[fmt](path, device, dtype, channels_last, **limits)
+    reader = READERS.get(fmt)
+    limits = {"max_parameters": max_parameters, "allow_nonfinite": allow_nonfinite} if reader.limits else {}
+    return reader.reader(path, device, dtype, channels_last, **limits)
 
 
 def convert(
-    src: str | os.PathLike, dst: str | os.PathLike, *, max_parameters: int | None = None,
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    max_parameters: int | None = None,
     allow_nonfinite: bool = False,
 ) -> Path:
     """EDM pickle -> native safetensors + JSON config (provenance: source, sha256, module-source hashes)."""
@@ -360,14 +393,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="EDM pickle: path, URL or manifest name")
     p.add_argument("output", help="output .safetensors file (the JSON config travels in its header)")
-    p.add_argument("--max-parameters", type=int, default=None,
-                   help="refuse networks larger than this (default 2e9, $EDMBENCH_MAX_PARAMETERS)")
+    p.add_argument(
+        "--max-parameters",
+        type=int,
+        default=None,
+        help="refuse networks larger than this (default 2e9, $EDMBENCH_MAX_PARAMETERS)",
+    )
     p.add_argument("--allow-nonfinite", action="store_true", help="convert even if weights hold NaN/inf")
     p.set_defaults(func=_convert_command)
 
 
 def _convert_command(args: argparse.Namespace) -> int:
-    out = convert(args.input, args.output, max_parameters=args.max_parameters,
-                  allow_nonfinite=args.allow_nonfinite)
+    out = convert(
+        args.input, args.output, max_parameters=args.max_parameters, allow_nonfinite=args.allow_nonfinite
+    )
     print(f"wrote {out}")
     return 0

@@ -86,3 +86,63 @@ def test_bad_native_files_are_refused(kit, tmp_path) -> None:
         load_native(partial)
     with pytest.raises(TypeError, match="edmbench preconditioner"):
         save_native(torch.nn.Linear(2, 2), tmp_path / "x.safetensors")
+
+
+def test_parameter_estimate_is_exact_for_song_unet_and_edm2() -> None:
+    """Oracle: the count of a real build (skip_init) equals the quadratic estimate from three tiny probes."""
+    from edmbench.denoisers.layers import skip_init
+    from edmbench.denoisers.native import estimate_parameters
+    from edmbench.denoisers.precond import build_precond
+
+    configs = [
+        ("EDMPrecond", dict(img_resolution=16, img_channels=3, label_dim=10, model_channels=32,
+                            model_type="SongUNet", channel_mult=[1, 2, 3], num_blocks=2, attn_resolutions=[8],
+                            augment_dim=9)),
+        ("VEPrecond", dict(img_resolution=16, img_channels=1, label_dim=0, model_channels=28,
+                           channel_mult=[2, 2], num_blocks=1, attn_resolutions=[8], embedding_type="fourier",
+                           encoder_type="residual", channel_mult_noise=2, resample_filter=[1, 3, 3, 1])),
+        ("Precond", dict(img_resolution=16, img_channels=4, label_dim=10, model_channels=64,
+                         channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8])),
+    ]
+    for name, cfg in configs:
+        with skip_init():
+            real = sum(v.numel() for v in build_precond(name, cfg).state_dict().values())
+        assert estimate_parameters(name, cfg) == real, name
+    # ADM (DhariwalUNet) has 64 channels per attention head, so the tiny probes lack attention: the
+    # estimate is low by at most the attention weights (instantiate allows a factor of 2)
+    cfg = dict(img_resolution=16, img_channels=3, label_dim=10, model_type="DhariwalUNet", model_channels=64,
+               channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8, 4])
+    with skip_init():
+        real = sum(v.numel() for v in build_precond("EDMPrecond", cfg).state_dict().values())
+    assert real / 2 < estimate_parameters("EDMPrecond", cfg) < real
+
+
+def test_network_size_cap_argument_and_environment(kit, tmp_path, monkeypatch) -> None:
+    from edmbench.errors import LimitError
+
+    net = kit.make_network(EDMPrecond, kit.DDPMPP)
+    path = save_native(net, tmp_path / "net.safetensors")
+    count = sum(v.numel() for v in net.state_dict().values())
+    with pytest.raises(LimitError, match=f"holds {count:,} tensor elements, above the limit of 1,000"):
+        load_native(path, max_parameters=1000)
+    monkeypatch.setenv("EDMBENCH_MAX_PARAMETERS", "1000")
+    with pytest.raises(LimitError, match="EDMBENCH_MAX_PARAMETERS"):
+        edmbench.load(path)
+    assert load_native(path, max_parameters=count) is not None  # the argument wins over the variable
+
+
+def test_non_finite_weights_are_refused_unless_allowed(kit, tmp_path, monkeypatch) -> None:
+    from edmbench.errors import NonFiniteWeightsError
+
+    net = kit.make_network(EDMPrecond, kit.DDPMPP)
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] = float("inf")
+    path = save_native(net, tmp_path / "net.safetensors")
+    with pytest.raises(NonFiniteWeightsError, match="hold NaN or infinity.*allow_nonfinite=True"):
+        edmbench.load(path)
+    with pytest.warns(UserWarning, match="NaN or infinity"):
+        loaded = edmbench.load(path, allow_nonfinite=True)
+    assert not torch.isfinite(next(loaded.parameters())).all()
+    monkeypatch.setenv("EDMBENCH_ALLOW_NONFINITE", "1")
+    with pytest.warns(UserWarning):
+        edmbench.load(path)

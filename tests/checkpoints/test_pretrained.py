@@ -256,7 +256,7 @@ def test_bad_manifest_entries_and_unknown_names_are_explained(manifest, tmp_path
     with pytest.raises(ValueError, match=r"\[models.a\] needs exactly one of 'url' or 'file'"):
         read_manifest()
     manifest('[models.edm-tiny]\nfile = "x"\nformat = "onnx"\n')
-    with pytest.raises(ValueError, match="format 'onnx'; valid: edm-pickle, native, gmm-npz"):
+    with pytest.raises(ValueError, match="format 'onnx'; valid: edm-pickle, gmm-npz, native"):
         read_manifest()
     manifest('[models.edm-tiny]\nfile = "x.safetensors"\nformat = "native"\n')
     with pytest.raises(FileNotFoundError, match="Did you mean edm-tiny"):
