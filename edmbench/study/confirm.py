@@ -178,3 +178,55 @@ def _by_trial(records: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
 
 def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+# ---- the summary's held-out section -------------------------------------------------------------------
+
+def confirmation_markdown(study: Any, spec: StudySpec,
+                          records: list[dict[str, Any]] | None = None) -> list[str]:
+    """The summary lines of the held-out confirmation: headline held-out numbers (per setting: each range,
+    min and spread, mean with interval), the chosen setting against every baseline (paired held-out
+    difference, interval, verdict), the images the study cost, the images needed to separate the top two."""
+    objective = results.primary(spec)
+    records = rescore_records(study) if records is None else records
+    if not records:
+        return []
+    name, label = objective.name, objective.label
+    table = confirmed(records, name)
+    chosen = _chosen(records)
+    per = records[0]["num_images"]
+    lines = [f"## Held-out confirmation (the headline numbers: seeds no trial used, {per:,} per range)",
+             "", f"| trial | role | NFE | held-out {label} per range | min | spread | mean "
+             f"({LEVEL:.0%} interval) | search-stage {label} |", "|---|---|---|---|---|---|---|---|"]
+    for item in table.values():
+        per_range = ", ".join(f"{v:.4f} (seeds {s}-)" for s, v in sorted(item.values.items()))
+        mean = (f"{item.mean.debiased:.4f} [{item.mean.interval[0]:.4f}, {item.mean.interval[1]:.4f}]"
+                if item.mean else "-")
+        search = f"{item.search_value:.4f}" if item.search_value is not None else "-"
+        lines.append(f"| {item.number} | {item.role} | {item.nfe} | {per_range} | "
+                     f"{item.best_of_ranges:.4f} | {item.spread:.4f} | {mean} | {search} (search stage) |")
+    lines += ["", f"The chosen setting is trial {chosen} (best search-stage {label}; chosen before any "
+              "held-out image was seen). Against each baseline and the runner-up, on the held-out seeds "
+              f"(paired per range, {LEVEL:.0%} jackknife-t interval):", ""]
+    for c in comparisons(records, chosen, name):
+        if c.difference is None:
+            lines.append(f"- vs trial {c.other} ({c.role}): no paired interval (no seed groups)")
+            continue
+        d, verdict = c.difference, c.verdict(objective.direction)
+        lines.append(f"- vs trial {c.other} ({c.role}): {d.describe(label, 4)}: **{verdict}**")
+        need = d.images_to_separate()
+        if verdict.startswith("not distinguishable") and need is not None:
+            lines.append(f"  (about {need:,} held-out images per setting would separate a difference of "
+                         f"this size, at the measured paired variance)")
+    search, heldout = study_images(study, records)
+    lines += ["", f"Images generated: {search:,} in the search, {heldout:,} in the held-out confirmation, "
+              f"{search + heldout:,} in all.", ""]
+    return lines
+
+
+def _chosen(records: list[dict[str, Any]]) -> int:
+    """The trial ranked 1 by the search (the role written by :func:`confirm`)."""
+    for r in records:
+        if "rank 1" in str(r.get("role", "")):
+            return int(r["number"])
+    return int(records[0]["number"])

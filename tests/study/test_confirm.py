@@ -13,6 +13,7 @@ from edmbench.study.confirm import (
     candidates,
     comparisons,
     confirm,
+    confirmation_markdown,
     confirmed,
     heldout_difference,
     heldout_ranges,
@@ -61,6 +62,7 @@ def test_every_baseline_is_rescored_and_identical_settings_are_not_distinguishab
     assert result[0].values == result[1].values and result[0].spread >= 0
     (comparison,) = comparisons(records, 0, "fid")
     assert comparison.verdict("minimize") == "not distinguishable at n = 128"  # 2 ranges x 64 images
+    assert "not distinguishable at n = 128**" in "\n".join(confirmation_markdown(study, spec, records))
 
 
 def test_a_clearly_worse_baseline_is_worse(assets):
@@ -74,6 +76,8 @@ def test_a_clearly_worse_baseline_is_worse(assets):
     assert comparison.verdict("minimize") == "better"
     search, heldout = study_images(study, records)
     assert (search, heldout) == (2 * 32, 2 * 2 * 64)
+    text = "\n".join(confirmation_markdown(study, spec, records))
+    assert "**better**" in text and "trial 1" in text and "320 in all" in text
 
 
 def test_overlapping_heldout_seeds_are_refused(assets):
