@@ -234,7 +234,8 @@ def _validate_classes(component_classes: Sequence[int] | None, K: int) -> tuple[
     cls = torch.as_tensor(np.asarray(component_classes))
     if cls.shape != (K,) or cls.dtype.is_floating_point or (cls < 0).any() or (cls >= K).any():
         raise ValueError(
-            f"component_classes must be {K} integers in [0, {K}), one per component (every class needs one)"
+            f"component_classes must be {K} integers in [0, {K}), one per component (a larger class index "
+            "leaves some class without a component)"
         )
     label_dim = int(cls.max()) + 1
     missing = sorted(set(range(label_dim)) - set(cls.tolist()))
