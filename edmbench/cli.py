@@ -16,15 +16,31 @@ COMMANDS = {
     "schedule": "edmbench.sampling.cli",
     "study": "edmbench.study.cli",
 }
+# one line per sub-command for ``edmbench --help``, which imports none of the modules above (torch-free)
+SUMMARIES = {
+    "compare": "paired differences of FID between sampler settings on the same seeds",
+    "convert": "convert an EDM .pkl into edmbench's native safetensors format",
+    "fid": "FID (KID, precision/recall) of a denoiser and sampler settings",
+    "ref": "reference statistics (.npz: mu, sigma) of a dataset",
+    "schedule": "show a discretization's levels, or optimise a schedule",
+    "study": "run a study from a TOML spec, or 'study report SPEC'",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported (all of them when None; none for top-level help)."""
     parser = argparse.ArgumentParser(prog="edmbench", description=__doc__)
     parser.add_argument("--version", action=_VersionAction, help="print the version and where the shipped "
                         "data (pretrained/, studies/) lives, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in dict.fromkeys(COMMANDS.values()):
-        importlib.import_module(module).add_parser(sub)
+    if command in COMMANDS:
+        importlib.import_module(COMMANDS[command]).add_parser(sub)
+    elif command == "":  # top-level help or a bad name: list the sub-commands without importing them
+        for name, summary in SUMMARIES.items():
+            sub.add_parser(name, help=summary)
+    else:
+        for module in dict.fromkeys(COMMANDS.values()):
+            importlib.import_module(module).add_parser(sub)
     _add_quickstart(sub)
     return parser
 
@@ -97,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     if argv == ["--version"]:  # answered before the sub-commands (and their imports) load
         _VersionAction(["--version"], "version")(argparse.ArgumentParser(prog="edmbench"))
-    parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(command if command in COMMANDS else "")
     if argv and argv[0] in PASSTHROUGH:
         args = parser.parse_args(argv[:1])
         args.argv = argv[1:]

@@ -1,14 +1,41 @@
 """Figures from result tables. Functions return matplotlib Figures (Agg backend); callers save them.
 
 Column names follow the study table (``edmbench.study.results``): ``sampler``, ``nfe``, ``fid``, ``fid_err``,
-``state``.
+``state``. Every FID figure is built from the same pieces, so a new one is a few lines:
+
+    fig, ax = fid_axes(title)               # one size, one font size, legible at the size written
+    draw_sampler_lines(ax, rows)            # one line per sampler, error bars = +- fid_err
+    draw_floor(ax, Floor(...))              # the real-data floor as a dashed line with its band
+    draw_published(ax, points)              # published numbers: black hollow markers, NFE convention named
+    finish_fid_axes(ax, log=...)            # labels, legend, the error-bar convention in a footnote
+
+Sample grids (:func:`sample_grids`) keep square pixels: cells are upscaled by an integer factor
+(nearest-neighbour; 8x8 digits x6), drawn with ``aspect="equal"`` and labelled by row.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+FONT_SIZE = 9  # points; at the sizes below and 100-120 dpi this stays readable without zooming
+FIGSIZE = (6.4, 4.4)  # inches
+ERRORBAR_NOTE = "error bars: ± jackknife standard error (fid_err)"
+CELL_PX = 48  # sample-grid cells are upscaled by an integer factor to about this many pixels
+GRID_DPI = 120  # the dpi edmbench saves figures at; grids are sized for about 1:1 pixels there
+
+
+@dataclass(frozen=True)
+class Floor:
+    """FID between two sets of real images: what a perfect model would score at ``num_images``."""
+
+    fid: float
+    fid_err: float
+    num_images: int
+    label: str = "real-data floor"
 
 
 def _pyplot() -> Any:
@@ -20,6 +47,12 @@ def _pyplot() -> Any:
     return plt
 
 
+def _records(rows: Any) -> list[dict]:
+    return rows.to_dict("records") if hasattr(rows, "to_dict") else [dict(r) for r in rows]
+
+
+# ---- FID against NFE -------------------------------------------------------------------------------------
+
 def best_per_nfe(table: Any) -> Any:
     """For each (sampler, nfe), the COMPLETE row with the lowest FID."""
     done = table[table["state"] == "COMPLETE"].dropna(subset=["fid", "nfe"])
@@ -29,41 +62,99 @@ def best_per_nfe(table: Any) -> Any:
     return done.loc[index.values].sort_values(["sampler", "nfe"])
 
 
-def fid_vs_nfe(table: Any, published: Iterable[Any] = (), *, title: str = "FID vs NFE") -> Any:
-    """Best FID at each NFE per sampler with error bars; published points (label, nfe, fid) beside ours."""
+def fid_axes(title: str, figsize: tuple[float, float] = FIGSIZE) -> tuple[Any, Any]:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    with plt.rc_context({"font.size": FONT_SIZE}):
+        fig, ax = plt.subplots(figsize=figsize)
+    ax.set_title(title, fontsize=FONT_SIZE + 1)
+    return fig, ax
+
+
+def draw_sampler_lines(ax: Any, rows: Any, *, suffix: str = "") -> None:
+    """One line per sampler through (nfe, fid), sorted by NFE, with +- ``fid_err`` error bars when known."""
+    records = _records(rows)
+    for sampler in sorted({str(r["sampler"]) for r in records}):
+        pts = sorted((float(r["nfe"]), float(r["fid"]), _err(r)) for r in records
+                     if str(r["sampler"]) == sampler)
+        nfe, fid, err = zip(*pts, strict=True)
+        ax.errorbar(nfe, fid, yerr=err, marker="o", ms=4, capsize=3, lw=1.5, label=f"{sampler}{suffix}")
+
+
+def _err(row: dict) -> float:
+    value = row.get("fid_err")
+    return 0.0 if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def draw_floor(ax: Any, floor: Floor | None) -> None:
+    """The floor as a grey dashed line, its +- error as a band; labelled with its value and image count."""
+    if floor is None:
+        return
+    ax.axhspan(max(floor.fid - floor.fid_err, 1e-9), floor.fid + floor.fid_err, color="0.5", alpha=0.2, lw=0)
+    ax.axhline(floor.fid, color="0.35", ls="--", lw=1.2,
+               label=f"{floor.label}: {floor.fid:.2f} ± {floor.fid_err:.2f} (n = {floor.num_images})")
+
+
+def draw_published(ax: Any, points: Iterable[Any]) -> None:
+    """Published numbers: black hollow markers (never a sampler colour), each labelled with its NFE
+    convention when the point names one (``nfe_convention``, e.g. "Heun: 2N - 1")."""
+    markers = "*DP^vs"
+    for i, point in enumerate(points):
+        convention = getattr(point, "nfe_convention", "") or ""
+        label = f"{point.label} (published{', NFE ' + convention if convention else ''})"
+        ax.scatter([point.nfe], [point.fid], marker=markers[i % len(markers)], s=90, facecolors="none",
+                   edgecolors="black", linewidths=1.3, zorder=4, label=label)
+
+
+def finish_fid_axes(ax: Any, *, ylabel: str = "FID", log: bool = False, note: str = ERRORBAR_NOTE) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.set_xlabel("NFE (denoiser evaluations per image)", fontsize=FONT_SIZE)
+    ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
+    if log:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers (5, 10, 20), not 5x10^0
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
+        nfes = sorted({round(x) for line in ax.get_lines() if line.get_transform() == ax.transData
+                       for x in line.get_xdata() if x > 0})  # data lines, not the floor's axhline
+        if nfes:
+            ax.set_xticks(nfes)
+            ax.set_xlim(nfes[0] / 1.2, nfes[-1] * 1.2)  # the floor's band must not stretch the NFE axis
+    ax.tick_params(labelsize=FONT_SIZE)
+    ax.grid(alpha=0.3, which="major")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=FONT_SIZE - 1, framealpha=0.9)
+    if note:
+        ax.annotate(note, xy=(1.0, -0.13), xycoords="axes fraction", ha="right", va="top",
+                    fontsize=FONT_SIZE - 2, color="0.3")
+    ax.figure.tight_layout()
+
+
+def fid_vs_nfe(table: Any, published: Iterable[Any] = (), *, floor: Floor | None = None,
+               title: str = "FID vs NFE") -> Any:
+    """Best FID at each NFE per sampler (+- fid_err); the real-data floor and published points if known."""
+    fig, ax = fid_axes(title)
     best = best_per_nfe(table)
-    for sampler, rows in best.groupby("sampler"):
-        err = rows["fid_err"].astype(float).fillna(0.0) if "fid_err" in rows else None
-        ax.errorbar(rows["nfe"], rows["fid"], yerr=err, marker="o", capsize=3, label=f"{sampler} (ours)")
-    for point in published:
-        ax.scatter([point.nfe], [point.fid], marker="*", s=120, zorder=3, label=f"{point.label} (published)")
-    ax.set_xlabel("NFE (denoiser evaluations per image)")
-    ax.set_ylabel("FID")
-    ax.set_title(title)
-    if best.shape[0] or ax.collections:
-        ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    if not best.empty:
+        draw_sampler_lines(ax, best, suffix=" (best per NFE)")
+    draw_floor(ax, floor)
+    draw_published(ax, published)
+    finish_fid_axes(ax)
     return fig
 
 
 def fid_nfe_pareto(table: Any, front: Any, *, title: str = "Pareto front: FID vs NFE") -> Any:
     """All COMPLETE trials as dots, the non-dominated ones joined as a step line."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = fid_axes(title)
     done = table[table["state"] == "COMPLETE"]
-    ax.scatter(done["nfe"], done["fid"], alpha=0.4, label="trials")
-    ax.step(front["nfe"], front["fid"], where="post", color="C3", marker="o", label="Pareto front")
-    ax.set_xlabel("NFE (denoiser evaluations per image)")
-    ax.set_ylabel("FID")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ax.scatter(done["nfe"], done["fid"], alpha=0.4, s=16, label="trials")
+    ax.step(front["nfe"], front["fid"], where="post", color="C3", marker="o", ms=4, label="Pareto front")
+    finish_fid_axes(ax, note="")
     return fig
 
+
+# ---- Optuna's own views ----------------------------------------------------------------------------------
 
 def optuna_figures(study: Any, params: Sequence[str]) -> dict[str, Any]:
     """Optuna's matplotlib views that apply to this study: history, importances, slices, contours, rungs."""
@@ -77,7 +168,9 @@ def optuna_figures(study: Any, params: Sequence[str]) -> dict[str, Any]:
              "slice": lambda: ovm.plot_slice(study, target=target, target_name="FID")}
     if len(params) >= 2:
         views["importances"] = lambda: ovm.plot_param_importances(study, target=target, target_name="FID")
-        views["contour"] = lambda: ovm.plot_contour(study, params=list(params)[:2], target=target,
+    numeric = numeric_params(study, params)  # a contour across categories (euler .. heun) would invent values
+    if len(numeric) >= 2:
+        views["contour"] = lambda: ovm.plot_contour(study, params=numeric[:2], target=target,
                                                     target_name="FID")
     if single:
         views["intermediate"] = lambda: ovm.plot_intermediate_values(study)
@@ -94,6 +187,17 @@ def optuna_figures(study: Any, params: Sequence[str]) -> dict[str, Any]:
     return figures
 
 
+def numeric_params(study: Any, params: Sequence[str]) -> list[str]:
+    """The searched knobs with an int or float distribution in the study's trials (not categorical)."""
+    import optuna
+
+    kinds: dict[str, bool] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, dist in trial.distributions.items():
+            kinds[name] = not isinstance(dist, optuna.distributions.CategoricalDistribution)
+    return [p for p in params if kinds.get(p)]
+
+
 def _figure_of(axes: Any) -> Any:
     import numpy as np
 
@@ -101,28 +205,72 @@ def _figure_of(axes: Any) -> Any:
     return first.figure
 
 
-def image_grid(images: Any, ncols: int = 8) -> Any:
-    """uint8 ``[B, C, H, W]`` -> one ``[rows*H, ncols*W, C]`` array (blank cells are black)."""
+# ---- sample grids ----------------------------------------------------------------------------------------
+
+def upscale_factor(height: int, width: int, cell_px: int = CELL_PX) -> int:
+    """The integer nearest-neighbour factor that brings a cell to about ``cell_px`` (8x8 -> 6, 64x64 -> 1)."""
+    return max(1, round(cell_px / max(height, width)))
+
+
+def image_grid(images: Any, ncols: int = 8, *, scale: int = 1, gap: int = 0, fill: int = 0) -> Any:
+    """uint8 ``[B, C, H, W]`` -> one ``[rows*(H*scale+gap)-gap, ncols*(W*scale+gap)-gap, C]`` array: each
+    image upscaled ``scale`` x by pixel repetition (square pixels stay square), ``gap``-pixel separators of
+    value ``fill``; blank cells are ``fill`` too."""
     import numpy as np
 
     x = np.asarray(images)
+    if x.ndim != 4 or x.dtype != np.uint8:
+        raise ValueError(f"image_grid expects uint8 [B, C, H, W], got {x.dtype} {tuple(x.shape)}")
     b, c, h, w = x.shape
+    x = x.repeat(scale, axis=2).repeat(scale, axis=3)
+    ch, cw = h * scale, w * scale
     rows = -(-b // ncols)
-    grid = np.zeros((rows * h, ncols * w, c), dtype=np.uint8)
+    grid = np.full((rows * (ch + gap) - gap, ncols * (cw + gap) - gap, c), fill, dtype=np.uint8)
     for i in range(b):
         r, col = divmod(i, ncols)
-        grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = x[i].transpose(1, 2, 0)
+        top, left = r * (ch + gap), col * (cw + gap)
+        grid[top:top + ch, left:left + cw] = x[i].transpose(1, 2, 0)
     return grid
 
 
-def sample_grids(panels: Sequence[tuple[str, Any]], ncols: int = 8) -> Any:
-    """Side-by-side sample grids, e.g. ``[("best: ...", images), ("baseline: ...", images)]``."""
+def seed_row_labels(seeds: Sequence[int], ncols: int = 8) -> list[str]:
+    """``["seeds 0-7", "seeds 8-15", ...]`` for images drawn row by row from ``seeds``."""
+    rows = [list(seeds[i:i + ncols]) for i in range(0, len(seeds), ncols)]
+    return [f"seeds {r[0]}-{r[-1]}" if len(r) > 1 else f"seed {r[0]}" for r in rows]
+
+
+def sample_grids(panels: Sequence[tuple[Any, ...]], ncols: int = 8, *,
+                 row_labels: Sequence[str] | None = None, cmap: str = "gray",
+                 suptitle: str | None = None) -> Any:
+    """Side-by-side sample grids, e.g. ``[("best: ...", images), ("baseline: ...", images)]``: square pixels
+    (integer upscale, ``aspect="equal"``, nearest-neighbour), 2-pixel separators, rows labelled on the left
+    of the first panel (``row_labels``, e.g. :func:`seed_row_labels`) or of any panel given as
+    ``(title, images, its_row_labels)``; sized for about 1:1 pixels at ``GRID_DPI``."""
+    import numpy as np
+
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.6), squeeze=False)
-    for ax, (label, images) in zip(axes[0], panels, strict=True):
-        grid = image_grid(images, ncols)
-        ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(label, fontsize=8)
-        ax.axis("off")
+    first = np.asarray(panels[0][1])
+    _, _, h, w = first.shape
+    scale, gap = upscale_factor(h, w), 2
+    grids = [image_grid(panel[1], ncols, scale=scale, gap=gap, fill=128) for panel in panels]
+    gh, gw = max(g.shape[0] for g in grids), max(g.shape[1] for g in grids)
+    rows = -(-len(first) // ncols)
+    default = list(row_labels) if row_labels is not None else [""] * rows
+    margin_w, margin_h = 0.9, 0.8 + (0.3 if suptitle else 0)  # inches for labels and titles
+    fig, axes = plt.subplots(1, len(panels), squeeze=False, dpi=GRID_DPI,
+                             figsize=(len(panels) * (gw / GRID_DPI + margin_w), gh / GRID_DPI + margin_h))
+    for i, (ax, panel, grid) in enumerate(zip(axes[0], panels, grids, strict=True)):
+        ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap=cmap, vmin=0, vmax=255,
+                  interpolation="nearest", aspect="equal")
+        ax.set_title(panel[0], fontsize=FONT_SIZE)
+        labels = list(panel[2]) if len(panel) > 2 else default if i == 0 else [""] * rows
+        centres = [r * (h * scale + gap) + h * scale / 2 for r in range(rows)]
+        ax.set_yticks(centres, labels, fontsize=FONT_SIZE - 1)
+        ax.set_xticks([])
+        ax.tick_params(length=0)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=FONT_SIZE)
     fig.tight_layout()
     return fig

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edmbench.metrics.features import INCEPTION, WEIGHTS_ENV
+from edmbench.metrics.inception import INCEPTION, WEIGHTS_ENV
 
 
 def _literal(text: str) -> Any:

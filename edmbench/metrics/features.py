@@ -20,10 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-INCEPTION = "inception-v3-compat"
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
-WEIGHTS_ENV = "EDMBENCH_INCEPTION_WEIGHTS"
+from edmbench.metrics.inception import INCEPTION, INCEPTION_FILE, INCEPTION_URL, WEIGHTS_ENV  # noqa: F401
 
 
 class MissingWeightsError(FileNotFoundError):

@@ -42,6 +42,20 @@ def published_points(spec: StudySpec) -> list[Any]:
     return points
 
 
+def known_floor(spec: StudySpec) -> Any:
+    """The manifest's real-data FID floor for the model (``fid_floor``), when it was measured with the
+    spec's extractor; else None."""
+    from edmbench.plots import Floor
+    from edmbench.pretrained import read_manifest
+
+    entry = read_manifest().get(spec.denoiser.model)
+    floor = entry.extra.get("fid_floor") if entry else None
+    if not floor or entry.extra.get("feature_extractor") != spec.metric.extractor:
+        return None
+    return Floor(float(floor["fid"]), float(floor["fid_err"]), int(floor["num_images"]),
+                 floor.get("label", "real-data floor"))
+
+
 def write_report(study: Any, spec: StudySpec, outdir: str | Path, *,
                  scorer: Any = None) -> dict[str, list[str]]:
     """Write every output; ``scorer`` (optional) is used only for the sample grids."""
@@ -60,7 +74,8 @@ def write_report(study: Any, spec: StudySpec, outdir: str | Path, *,
     objective = results.primary(spec)
     if not results.complete(table).empty:
         if objective.name == "fid":  # the published points and edmbench.plots are FID figures
-            figure = plots.fid_vs_nfe(table, published_points(spec), title=f"{spec.name}: FID vs NFE")
+            figure = plots.fid_vs_nfe(table, published_points(spec), floor=known_floor(spec),
+                                      title=f"{spec.name}: FID vs NFE")
             written["plots"] += _save(figure, outdir, "fid_vs_nfe")
             if spec.multi_objective:
                 figure = plots.fid_nfe_pareto(table, results.pareto_rows(table, spec))
@@ -90,7 +105,11 @@ def _sample_grid(study: Any, table: Any, spec: StudySpec, scorer: Any, outdir: P
                                                     class_policy=scorer.class_policy, device=scorer.device)]
         panels.append((f"{role}: trial {number}, NFE {config.nfe}, {objective.label} "
                        f"{row[objective.name]:.3f}", images[0]))
-    return _save(plots.sample_grids(panels), outdir, "samples") if panels else []
+    if not panels:
+        return []
+    figure = plots.sample_grids(panels, row_labels=plots.seed_row_labels(list(spec.seeds)[:n]),
+                                suptitle="the same seeds in every panel")
+    return _save(figure, outdir, "samples")
 
 
 def _present(value: Any) -> bool:
