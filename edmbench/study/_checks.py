@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from edmbench import registry
 
 
 class SpecError(ValueError):
@@ -18,9 +19,10 @@ class SpecError(ValueError):
 
 
 def close_match(name: str, valid: Iterable[str]) -> str:
-    """' (did you mean X?)' when a valid name is close to ``name``, else ''."""
-    match = difflib.get_close_matches(str(name), list(valid), n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
+    """' (did you mean X?)' when a valid name is close to ``name`` (:func:`edmbench.registry.close_match`),
+    else ''."""
+    match = registry.close_match(name, valid)
+    return f" (did you mean {match!r}?)" if match else ""
 
 
 def unknown_keys(table: Mapping[str, Any], valid: Iterable[str], where: str) -> list[str]:

@@ -16,7 +16,7 @@ from edmbench.study._sections import resolve_path
 from edmbench.study.objectives import get_objective, needs_kid
 from edmbench.study.record import TrialRecord, sampler_config, write_rung_evidence
 from edmbench.study.space import ConstraintViolation, suggest_knobs
-from edmbench.study.spec import StudySpec
+from edmbench.study.spec import DEFAULT_OBJECTIVE, StudySpec
 
 
 def class_policy(spec: StudySpec) -> str | int | None:
@@ -46,7 +46,7 @@ class Scorer:
     device: str
     batch_size: int
     class_policy: str | int | None
-    objectives: tuple[str, ...] = ("fid",)
+    objectives: tuple[str, ...] = (DEFAULT_OBJECTIVE,)
 
     def score(self, config: Any, seeds: range, rungs: tuple[int, ...], progress: Any = None) -> Iterator[Any]:
         """Yield ``(RungResult, {objective: Score})`` at each rung and at ``len(seeds)`` (the final one) via
@@ -68,7 +68,7 @@ class Scorer:
             if not math.isfinite(value):
                 raise FloatingPointError(f"{primary.label} is {value} at {result.n} images")
             if progress is not None:
-                progress.rung(result.n, value)
+                progress.rung(result.n, value, primary.label)
             yield result, scores
 
 
@@ -200,9 +200,9 @@ class _CountingProgress:
         if self.inner is not None:
             self.inner.images_done(n)
 
-    def rung(self, n: int, value: float) -> None:
+    def rung(self, n: int, value: float, label: str = "score") -> None:
         if self.inner is not None:
-            self.inner.rung(n, value)
+            self.inner.rung(n, value, label)
 
 
 def _finite_or_none(value: float) -> float | None:

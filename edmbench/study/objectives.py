@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from edmbench.study._checks import close_match
+from edmbench.registry import Registry, unknown_name_message
 
 DIRECTIONS = ("minimize", "maximize")
 
@@ -54,43 +54,33 @@ class Objective:
         return a < b if self.direction == "minimize" else a > b
 
 
-OBJECTIVES: dict[str, Objective] = {}
+OBJECTIVES: Registry[Objective] = Registry("objective")
 
 
-def register(objective: Objective, *, replace: bool = False) -> Objective:
-    """Add an objective to the registry (``replace=True`` to overwrite one, e.g. in a test)."""
-    if objective.name in OBJECTIVES and not replace:
-        raise ValueError(f"objective {objective.name!r} is already registered")
-    OBJECTIVES[objective.name] = objective
-    return objective
-
-
-def unregister(name: str) -> None:
-    OBJECTIVES.pop(name, None)
+def register(objective: Objective) -> Objective:
+    """Add an objective (tests: ``with OBJECTIVES.override(name, objective): ...``)."""
+    return OBJECTIVES.register(objective.name, objective)
 
 
 def objective_names() -> tuple[str, ...]:
-    return tuple(OBJECTIVES)
+    return OBJECTIVES.names()
 
 
 def get_objective(name: str) -> Objective:
-    try:
-        return OBJECTIVES[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown objective {name!r}{close_match(str(name), OBJECTIVES)}; valid: "
-                         f"{', '.join(OBJECTIVES)}") from None
+    """The registered objective ``name``; unknown names raise ValueError with the valid ones."""
+    return OBJECTIVES.get(name)
 
 
 def objectives_problems(names: tuple[str, ...]) -> list[str]:
     """Why ``[study] objectives = names`` is not valid (empty list when it is): registered, distinct,
     exactly one image objective first, optionally followed by cost objectives."""
-    problems = [f"unknown objective {n!r}{close_match(str(n), OBJECTIVES)}; valid: {', '.join(OBJECTIVES)}"
-                for n in names if n not in OBJECTIVES]
+    problems = [unknown_name_message("objective", n, OBJECTIVES) for n in names if n not in OBJECTIVES]
     if problems:
         return problems
     if not names or len(set(names)) != len(names):
-        return [f"objectives = {list(names)} must be distinct names, e.g. ['fid'] or ['fid', 'nfe']"]
-    kinds = [OBJECTIVES[n].cost for n in names]
+        valid = ", ".join(OBJECTIVES.names())
+        return [f"objectives = {list(names)} must be distinct registered names: {valid}"]
+    kinds = [OBJECTIVES.get(n).cost for n in names]
     if kinds[0] or any(not c for c in kinds[1:]):
         image = [n for n, o in OBJECTIVES.items() if not o.cost]
         cost = [n for n, o in OBJECTIVES.items() if o.cost]
@@ -101,11 +91,12 @@ def objectives_problems(names: tuple[str, ...]) -> list[str]:
 
 def score_columns(names: tuple[str, ...]) -> list[str]:
     """The result keys (and CSV columns) of the image objectives: ``name``, ``name_err`` each."""
-    return [c for n in names if not OBJECTIVES[n].cost for c in (n, OBJECTIVES[n].err_column)]
+    chosen = [OBJECTIVES.get(n) for n in names]
+    return [c for o in chosen if not o.cost for c in (o.name, o.err_column)]
 
 
 def needs_kid(names: tuple[str, ...]) -> bool:
-    return any(OBJECTIVES[n].needs_kid for n in names)
+    return any(OBJECTIVES.get(n).needs_kid for n in names)
 
 
 # ---- the built-in objectives ---------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Progress bars: one for the study (finished trials of the budget), one per trial (images, current FID)."""
+"""Progress bars: one for the study (finished trials of the budget), one per trial (images, current score)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,22 @@ from edmbench.study.record import is_retired
 
 
 class TrialBar:
-    """What an evaluator reports while it works: images done so far and the FID at the last rung."""
+    """What an evaluator reports while it works: images done so far and the score at the last rung."""
 
     def __init__(self, bar: Any | None) -> None:
         self._bar = bar
         self.images = 0
-        self.fid: float | None = None
+        self.value: float | None = None
 
     def images_done(self, n: int) -> None:
         if self._bar is not None:
             self._bar.update(n - self.images)
         self.images = n
 
-    def rung(self, n: int, fid: float) -> None:
-        self.fid = fid
+    def rung(self, n: int, value: float, label: str = "score") -> None:
+        self.value = value
         if self._bar is not None:
-            self._bar.set_postfix_str(f"FID@{n}={fid:.3f}")
+            self._bar.set_postfix_str(f"{label}@{n}={value:.3f}")
 
 
 class StudyBar:
@@ -43,7 +43,7 @@ class StudyBar:
         self._bar.n = len(done)
         best = _best_value(study)
         if best is not None:
-            self._bar.set_postfix_str(f"best FID={best:.3f}")
+            self._bar.set_postfix_str(f"best={best:.3f}")
         self._bar.refresh()
 
 

@@ -61,7 +61,7 @@ class TrialRecord:
     pruned_reason: str | None = None
     fail_reason: str | None = None
     retired: str | None = None  # read only: the runner writes it as a system attr
-    rungs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # read only: write_rung_evidence
+    rungs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # see write_rung_evidence
 
     def write(self, trial: Any) -> None:
         """Set every known field on a live ``optuna.Trial`` (the result as one attribute, one write)."""

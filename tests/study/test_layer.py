@@ -13,6 +13,7 @@ import torch
 
 from edmbench.study import results
 from edmbench.study._checks import SpecError
+from edmbench.study.cli import main as cli_main
 from edmbench.study.objective import trial_config
 from edmbench.study.record import TrialRecord
 from edmbench.study.runner import RunOptions, run_study
@@ -20,7 +21,7 @@ from edmbench.study.spec import parse_spec
 from edmbench.study.storage import open_storage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import run_cli, spec_text, write_spec  # noqa: E402
+from conftest import spec_text, write_spec  # noqa: E402
 
 EDM_VP_RHO = ('[space.discretization]\ntype = "categorical"\nchoices = ["edm", "vp"]\n'
               '[space.rho]\ntype = "float"\nlow = 2.0\nhigh = 10.0\n'
@@ -49,7 +50,7 @@ def test_issue_spec_edm_vp_with_rho_runs_every_trial(assets, tmp_path):
     assert (table.loc[table["discretization"] == "vp", "rho"] == 7.0).all()  # SamplerConfig's default
 
 
-def test_fixed_knob_unread_by_a_reachable_parent_is_refused_before_any_work(assets, tmp_path):
+def test_fixed_knob_unread_by_a_reachable_parent_is_refused_before_any_work(assets, tmp_path, capsys):
     space = EDM_VP_RHO.replace('[space.rho]\ntype = "float"\nlow = 2.0\nhigh = 10.0\n', "")
     text = spec_text(assets, "refused", space=space).replace('sampler = "heun"',
                                                              'sampler = "heun"\nrho = 5.0')
@@ -58,9 +59,10 @@ def test_fixed_knob_unread_by_a_reachable_parent_is_refused_before_any_work(asse
     assert len(err.value.problems) == 1
     problem = err.value.problems[0]
     assert problem.startswith("[fixed] rho = 5.0 has no effect") and "discretization = 'vp'" in problem
-    proc = run_cli(str(write_spec(tmp_path, text)), cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "rho = 5.0" in proc.stderr
-    assert not (tmp_path / "runs").exists()  # no storage, no images
+    runs = tmp_path / "runs"
+    assert cli_main([str(write_spec(tmp_path, text)), "--runs-dir", str(runs), "--no-progress"]) == 2
+    assert "rho = 5.0" in capsys.readouterr().err
+    assert not runs.exists()  # no storage, no images
 
 
 def test_searched_knob_that_no_trial_reads_is_refused(assets):
@@ -183,12 +185,13 @@ def test_registered_objective_runs_a_study(assets, tmp_path):
     """A new objective is one ``register`` call: spec, directions, record, table and report pick it up."""
     from edmbench.generate import generate_images
     from edmbench.pretrained import load
-    from edmbench.study.objectives import Objective, register, unregister
-    from edmbench.study.report import write_report
+    from edmbench.study.objectives import OBJECTIVES, Objective
+    from edmbench.study.report import summary_markdown
 
-    register(Objective("mean_pixel", "maximize", "mean pixel", "test only", score=lambda rung: rung.extra[
-        "mean_pixel"], meter=lambda denoiser, config, seeds, device: _MeanPixel(), per_seed=True))
-    try:
+    objective = Objective("mean_pixel", "maximize", "mean pixel", "test only",
+                          score=lambda rung: rung.extra["mean_pixel"],
+                          meter=lambda denoiser, config, seeds, device: _MeanPixel(), per_seed=True)
+    with OBJECTIVES.override("mean_pixel", objective):  # the one entry (register() outside a test)
         text = spec_text(assets, "meanpix", n_trials=3, num_images=12, rungs="[4]").replace(
             'name = "meanpix"', 'name = "meanpix"\nobjectives = ["mean_pixel"]')
         spec = parse_spec(text)
@@ -201,15 +204,15 @@ def test_registered_objective_runs_a_study(assets, tmp_path):
         config = trial_config(optuna.trial.FixedTrial(study.trials[int(best["number"])].params), spec)
         images = torch.cat([b.images for b in generate_images(load(assets["model"]), config, range(12))])
         assert best["mean_pixel"] == pytest.approx(images.to(torch.float64).mean().item(), rel=1e-12)
-        write_report(study, spec, tmp_path / "out")
-        assert "mean pixel" in (tmp_path / "out" / "summary.md").read_text()
-    finally:
-        unregister("mean_pixel")
+        assert "mean pixel" in summary_markdown(spec, table, results.rescore_table(study), {})
+    with pytest.raises(SpecError, match="unknown objective 'mean_pixel'"):  # gone with the registration
+        parse_spec(text)
 
 
 def test_unknown_objective_is_refused_with_the_valid_names(assets):
     text = spec_text(assets, "badobj").replace('name = "badobj"', 'name = "badobj"\nobjectives = ["fdi"]')
-    with pytest.raises(SpecError, match=r"unknown objective 'fdi' \(did you mean 'fid'\?\); valid: fid"):
+    message = r"unknown objective 'fdi'; did you mean 'fid'\? Valid objective names: fid, kid, nfe"
+    with pytest.raises(SpecError, match=message):
         parse_spec(text)
 
 
