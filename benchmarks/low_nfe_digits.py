@@ -1,10 +1,12 @@
-"""Low-NFE schedules on the embedded default: searched/optimised schedules vs EDM's rho = 7, and proxy quality.
+"""Low-NFE schedules on the embedded default: searched/optimised schedules vs EDM's rho = 7; proxy quality.
 
-    python benchmarks/low_nfe_digits.py [--num-images 5000] [--dp-samples 256] [--out docs/img/low-nfe-digits.json]
+    python benchmarks/low_nfe_digits.py [--num-images 5000] [--dp-samples 256]
+                                        [--out docs/img/low-nfe-digits.json]
 
-For NFE in {5, 6, 8, 10} and solvers x schedules (edm rho = 7, logsnr, time_uniform, the GITS-style DP output),
-every configuration is scored on the same held-out seeds (10000 ..) by FID-digits (leave-one-group-out values
-kept) and by the teacher distance ``teacher_l2`` (per seed, teacher Heun with ``--teacher-steps`` steps). Then:
+For NFE in {5, 6, 8, 10} and solvers x schedules (edm rho = 7, logsnr, time_uniform, the GITS-style DP
+output), every configuration is scored on the same held-out seeds (10000 ..) by FID-digits
+(leave-one-group-out values kept) and by the teacher distance ``teacher_l2`` (per seed, teacher Heun with
+``--teacher-steps`` steps). Then:
 
 - headline: per NFE, the best non-rho-7 schedule (lowest FID) against the best solver on rho = 7, as a paired
   jackknife interval of the FID difference (``edmbench.metrics.paired``; same seeds, same groups); the
@@ -12,9 +14,10 @@ kept) and by the teacher distance ``teacher_l2`` (per seed, teacher Heun with ``
 - proxy quality: Spearman rank correlation between teacher_l2 and FID over all configurations, with a
   bootstrap interval over configurations (2,000 resamples).
 
-The DP optimiser runs once per NFE on seeds 0 .. dp_samples-1 (disjoint from the scored seeds) with the Euler /
-DDIM one-step cost, which is the cost matrix of every single-evaluation solver here (their first step is that
-step), so one schedule serves euler, ipndm, dpmpp_2m and unipc. All network calls are counted and printed.
+The DP optimiser runs once per NFE on seeds 0 .. dp_samples-1 (disjoint from the scored seeds) with the
+Euler / DDIM one-step cost, which is the cost matrix of every single-evaluation solver here (their first
+step is that step), so one schedule serves euler, ipndm, dpmpp_2m and unipc. All network calls are
+counted and printed.
 """
 
 from __future__ import annotations
@@ -99,16 +102,16 @@ def main(argv: list[str] | None = None) -> None:
             for solver in args.solvers:
                 config = _config(solver, schedule, nfe, dp_levels)
                 meter = TeacherMeter(teach)
-                (rung,) = list(score_rungs(denoiser, config, seeds, extractor, reference, None, batch_size=500,
-                                           class_policy=None, meters={"teacher_l2": meter}))
+                (rung,) = list(score_rungs(denoiser, config, seeds, extractor, reference, None,
+                                           batch_size=500, class_policy=None, meters={"teacher_l2": meter}))
                 score = rung.extra["teacher_l2"]
                 rows.append({"nfe": config.nfe, "solver": solver, "schedule": schedule, "fid": rung.fid,
                              "fid_err": rung.fid_err, "fid_loo": list(rung.fid_loo),
                              "teacher_l2": score.value, "teacher_l2_err": score.err,
                              "num_images": rung.n})
                 calls[f"{solver}-{schedule}-{nfe}"] = config.nfe * len(seeds)
-                print(f"NFE {config.nfe:2d} {solver:9s} {schedule:12s} FID {rung.fid:8.3f} ± {rung.fid_err:.3f}"
-                      f"  teacher_l2 {score.value:.4f}", flush=True)
+                print(f"NFE {config.nfe:2d} {solver:9s} {schedule:12s} FID {rung.fid:8.3f} "
+                      f"± {rung.fid_err:.3f}  teacher_l2 {score.value:.4f}", flush=True)
     headline = []
     for nfe in args.nfes:
         at = [r for r in rows if r["nfe"] == nfe]
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         d = paired_difference(other["fid"], other["fid_loo"], base["fid"], base["fid_loo"], len(seeds))
         headline.append({"nfe": nfe, "best_other": f"{other['solver']}/{other['schedule']}",
-                         "best_rho7": f"{base['solver']}/edm", "fid_other": other["fid"], "fid_rho7": base["fid"],
+                         "best_rho7": f"{base['solver']}/edm", "fid_other": other["fid"],
+                         "fid_rho7": base["fid"],
                          "difference": d.debiased, "interval": list(d.interval), "verdict": d.verdict()})
         print(f"NFE {nfe}: {headline[-1]['best_other']} {other['fid']:.3f} vs {headline[-1]['best_rho7']} "
               f"{base['fid']:.3f}: difference {d.debiased:.3f} [{d.interval[0]:.3f}, {d.interval[1]:.3f}] "
