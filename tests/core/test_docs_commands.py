@@ -41,6 +41,8 @@ RULES: list[tuple[str, str]] = [
     (r"^python3 -m venv \.venv && \.venv/bin/pip install -e '\.\[dev\]'$", "skip: set-up; .ci/run does it"),
     (r"^pip install (-e )?'(\.|edmbench)\[\w+\]'$", "extra"),
     (r"^pip install optuna-dashboard$", "skip: third-party package"),
+    (r"^pip install torch==\S+ torchvision==\S+ && pip install \.$",
+     "skip: a non-editable install; .ci/run builds the wheel and installs it this way"),
     (r"^optuna-dashboard ", "skip: third-party server"),
     (r"^python run_study\.py (SPEC\.toml|report)", "flags"),  # the synopsis lines
     (r"^python run_study\.py \S+\.toml .*--dry-run", "run"),
