@@ -9,6 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from edmbench.study import results
 from edmbench.study.confirm import (
     candidates,
     comparisons,
@@ -17,7 +18,7 @@ from edmbench.study.confirm import (
     confirmed,
     heldout_difference,
     heldout_ranges,
-    study_images,
+    images_spent,
 )
 from edmbench.study.objective import make_evaluator
 from edmbench.study.record import enqueue_attrs
@@ -62,7 +63,8 @@ def test_every_baseline_is_rescored_and_identical_settings_are_not_distinguishab
     assert result[0].values == result[1].values and result[0].spread >= 0
     (comparison,) = comparisons(records, 0, "fid")
     assert comparison.verdict("minimize") == "not distinguishable at n = 128"  # 2 ranges x 64 images
-    assert "not distinguishable at n = 128**" in "\n".join(confirmation_markdown(study, spec, records))
+    text = "\n".join(confirmation_markdown(spec, results.trials_table(study, spec), records))
+    assert "not distinguishable at n = 128**" in text
 
 
 def test_a_clearly_worse_baseline_is_worse(assets):
@@ -74,9 +76,10 @@ def test_a_clearly_worse_baseline_is_worse(assets):
     assert diff.verdict("minimize") == "worse" and diff.interval[0] > 0
     (comparison,) = comparisons(records, chosen, "fid")
     assert comparison.verdict("minimize") == "better"
-    search, heldout = study_images(study, records)
+    table = results.trials_table(study, spec)
+    search, heldout = images_spent(table, records)
     assert (search, heldout) == (2 * 32, 2 * 2 * 64)
-    text = "\n".join(confirmation_markdown(study, spec, records))
+    text = "\n".join(confirmation_markdown(spec, table, results.rescore_table(study)))
     assert "**better**" in text and "trial 1" in text and "320 in all" in text
 
 
