@@ -50,9 +50,12 @@ def test_end_to_end_outputs_and_report_from_storage(assets, tmp_path, monkeypatc
     baseline = table[table["enqueue_label"] == "EDM default"].iloc[0]
     assert baseline["number"] == 0 and baseline["nfe"] == 2 * 8 - 1  # heun, EDM NFE rule 2N-1
     rescored = pd.read_csv(out / "rescore.csv")
-    assert len(rescored) == 2 * 2 and set(rescored["seed_start"]) == {1000, 2000}
+    # top 2 AND every enqueued baseline (trial 0), each on both held-out ranges (issue 10)
+    assert 0 in set(rescored["number"]) and len(set(rescored["number"])) in (2, 3)
+    assert len(rescored) == 2 * len(set(rescored["number"])) and set(rescored["seed_start"]) == {1000, 2000}
     summary = (out / "summary.md").read_text()
-    assert "## Best settings" in summary and "## Against the baseline" in summary and "re-scoring" in summary
+    assert "## Best settings" in summary and "## Against the baseline" in summary
+    assert "## Held-out confirmation" in summary and "in all." in summary
     # regenerate everything from storage alone, into a fresh folder, without the spec file
     (tmp_path / "spec.toml").unlink()
     url = f"sqlite:///{out / 'study.db'}"
