@@ -273,19 +273,27 @@ def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: Run
     return state.name
 
 
-def interrupt_once(*signums: int) -> None:
+def interrupt_once(*signums: int) -> dict[int, Any]:
     """Turn the first of ``signums`` into ``KeyboardInterrupt``; ignore every later one, so a second signal
-    (the terminal's and a forwarded one, or an impatient user) cannot land inside the retire step."""
+    (the terminal's and a forwarded one, or an impatient user) cannot land inside the retire step.
+    Returns the previous handlers (for :func:`restore_handlers`)."""
 
     def handler(signum: int, frame: Any) -> None:
         for s in signums:
             signal.signal(s, signal.SIG_IGN)
         raise KeyboardInterrupt
 
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
         for s in signums:
             if signal.getsignal(s) is not signal.SIG_IGN:
-                signal.signal(s, handler)
+                previous[s] = signal.signal(s, handler)
+    return previous
+
+
+def restore_handlers(previous: dict[int, Any]) -> None:
+    for s, handler in previous.items():
+        signal.signal(s, handler)
 
 
 def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0,
@@ -357,12 +365,15 @@ def _worker_entry(spec_text: str, spec_path: str, options: RunOptions, worker_id
 
 def run_study(spec: StudySpec, options: RunOptions) -> dict[str, int]:
     """Initialise the study, then run ``options.workers`` worker loops (processes when more than one)."""
-    interrupt_once(signal.SIGINT, signal.SIGTERM)
-    storage = open_storage(options.storage_url(spec))
-    open_study(spec, storage)  # create + enqueue once, before any worker starts
-    if options.workers <= 1:
-        return worker_loop(spec, options, storage=storage)
-    from edmbench.study.workers import run_processes
+    previous = interrupt_once(signal.SIGINT, signal.SIGTERM)
+    try:
+        storage = open_storage(options.storage_url(spec))
+        open_study(spec, storage)  # create + enqueue once, before any worker starts
+        if options.workers <= 1:
+            return worker_loop(spec, options, storage=storage)
+        from edmbench.study.workers import run_processes
 
-    return run_processes(_worker_entry, spec, options,
-                         lambda opts: worker_loop(spec, opts, worker_id=0, storage=storage))
+        return run_processes(_worker_entry, spec, options,
+                             lambda opts: worker_loop(spec, opts, worker_id=0, storage=storage))
+    finally:
+        restore_handlers(previous)
