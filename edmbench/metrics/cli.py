@@ -144,6 +144,7 @@ def run_fid(args: argparse.Namespace) -> int:
     from edmbench.metrics.evaluate import evaluate_fid
     from edmbench.metrics.features import check_extractor_available, get_extractor
     from edmbench.metrics.kid_pr import KIDPROptions
+    from edmbench.metrics.shard import Shard
 
     config = sampler_config_from_args(args)
     seeds, device = parse_seeds(args.seeds), _device(args)
@@ -151,6 +152,8 @@ def run_fid(args: argparse.Namespace) -> int:
         raise ValueError(f"--seeds {args.seeds} selects {len(seeds)} seed; FID needs at least 2 images "
                          "(e.g. --seeds 0-49999 or 5-104)")
     check_extractor_available(args.extractor, args.inception_weights)  # before any generation work
+    shard = Shard.from_env(device=device)  # torchrun: every rank generates its share of the seeds
+    device = shard.device if shard is not None else device
     kid_pr = KIDPROptions(kid=args.kid, prc=args.prc, max_rows=args.max_feature_rows,
                           kid_subset_size=args.kid_subset_size)
     reference = _reference(args.ref, args, device, keep_features=args.max_feature_rows if kid_pr.any else 0)
@@ -163,10 +166,16 @@ def run_fid(args: argparse.Namespace) -> int:
         result = evaluate_fid(denoiser, config, shifted, reference, extractor, batch_size=args.batch_size,
                               class_policy=args.class_policy, device=device, noise_device=args.noise_device,
                               rungs=args.rungs, uncertainty=uncertainty,
-                              groups=args.groups, level=args.level, kid_pr=kid_pr, outdir=args.outdir)
-        result.provenance.update(denoiser=args.denoiser, extractor=args.extractor)
+                              groups=args.groups, level=args.level, kid_pr=kid_pr, outdir=args.outdir,
+                              shard=shard)
+        result.provenance.update(denoiser=args.denoiser, extractor=args.extractor,
+                                 world_size=1 if shard is None else shard.world_size)
+        if shard is not None and not shard.is_main:
+            continue  # every rank holds the merged result; rank 0 reports it
         _print_result(result, format_seeds(shifted))
         records.append(result.to_dict())
+    if not records:
+        return 0
     if args.repeats > 1:
         fids = [r["fid"] for r in records]
         print(f"EDM protocol: FID min {min(fids):.5g}, spread (max - min) {max(fids) - min(fids):.3g} "

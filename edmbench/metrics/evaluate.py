@@ -176,12 +176,12 @@ def evaluate_fid(denoiser, config, seeds: str | Sequence[int], reference: Refere
                  class_policy: str | int | None = "random", device: str = "cpu", noise_device: str = "cpu",
                  rungs: Sequence[int] | None = None, uncertainty: str | None = "jackknife", groups: int = 10,
                  level: float = 0.95, kid_pr: KIDPROptions | None = None,
-                 outdir: str | Path | None = None) -> FIDResult:
+                 outdir: str | Path | None = None, shard=None) -> FIDResult:
     """FID of ``denoiser`` sampled with ``config`` on ``seeds`` against ``reference``.
 
     ``extractor`` is a registered name (checked, weights included, before anything is generated) or a
     ready extractor module. ``rungs`` adds intermediate results (``FIDResult.rungs``); the final result is at
-    ``len(seeds)``. ``outdir`` also saves the PNGs in EDM's layout.
+    ``len(seeds)``. ``outdir`` also saves the PNGs in EDM's layout. ``shard``: see ``score_rungs``.
     """
     from edmbench.provenance import provenance
 
@@ -198,7 +198,7 @@ def evaluate_fid(denoiser, config, seeds: str | Sequence[int], reference: Refere
     results = list(score_rungs(denoiser, config, seeds, extractor, reference, rungs, batch_size=batch_size,
                                class_policy=class_policy, device=device, noise_device=noise_device,
                                uncertainty=uncertainty, groups=groups, level=level, kid_pr=kid_pr,
-                               on_batch=save))
+                               on_batch=save, shard=shard))
     wall = time.perf_counter() - start
     last = results[-1]
     dtype = next((p.dtype for p in denoiser.parameters()), torch.float32) if hasattr(
