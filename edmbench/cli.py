@@ -13,7 +13,7 @@ COMMANDS = {
     "convert": "edmbench.pretrained",
     "fid": "edmbench.metrics.cli",
     "ref": "edmbench.metrics.cli",
-    "schedule": "edmbench.sampling.cli",
+    "schedule": "edmbench.schedule_cli",
     "study": "edmbench.study.cli",
 }
 # one line per sub-command for ``edmbench --help``, which imports none of the modules above (torch-free)
