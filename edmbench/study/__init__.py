@@ -2,7 +2,7 @@
 
 Public API (imported lazily, so ``import edmbench`` stays light): ``load_spec``, ``parse_spec``,
 ``StudySpec``, ``SpecError``, ``RunOptions``, ``run_study``, ``trials_table``, ``write_report``,
-``make_plan``.
+``make_plan``, ``rescore``, ``TrialRecord``, ``Objective``, ``register_objective``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ _LAZY = {
     "SpecError": "edmbench.study._checks", "RunOptions": "edmbench.study.runner",
     "run_study": "edmbench.study.runner", "trials_table": "edmbench.study.results",
     "write_report": "edmbench.study.report", "make_plan": "edmbench.study.plan",
+    "rescore": "edmbench.study.rescore", "TrialRecord": "edmbench.study.record",
+    "Objective": "edmbench.study.objectives", "register_objective": "edmbench.study.objectives",
 }
 
 __all__ = sorted(_LAZY)

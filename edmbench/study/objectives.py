@@ -62,6 +62,9 @@ def register(objective: Objective) -> Objective:
     return OBJECTIVES.register(objective.name, objective)
 
 
+register_objective = register  # the name exported by edmbench.study
+
+
 def objective_names() -> tuple[str, ...]:
     return OBJECTIVES.names()
 
