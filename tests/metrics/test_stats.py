@@ -90,11 +90,12 @@ def test_malformed_npz_is_refused(tmp_path, arrays, message):
 def test_not_an_npz_and_pickled_arrays_are_refused(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip at all")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    # messages from edmbench.npzio's bounded reader (CheckpointError is a ValueError)
+    with pytest.raises(ValueError, match="not a readable reference statistics .npz"):
         load_reference(junk)
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, mu=np.array([object()], dtype=object), sigma=np.eye(1))
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="dtype object refused"):
         load_reference(pickled)
     with pytest.raises(FileNotFoundError):
         load_reference(tmp_path / "absent.npz")
