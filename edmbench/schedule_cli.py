@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show = sub.add_parser("show", help="print the sigmas of a registered discretization")
     show.add_argument("--discretization", required=True, choices=DISCRETIZATIONS.names())
     show.add_argument("--num-steps", type=int, required=True)
-    show.add_argument("--rho", type=float, default=7.0, help="edm/polynomial exponent (default 7)")
+    show.add_argument("--rho", type=float, help="edm/polynomial exponent (default: SamplerConfig's)")
     show.add_argument("--sigma-min", type=float)
     show.add_argument("--sigma-max", type=float)
     show.add_argument("--endpoint", choices=ENDPOINTS, default="zero")
@@ -50,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _show(args: argparse.Namespace) -> int:
     from edmbench.sampling import SamplerConfig, sigmas_for
 
-    knobs = {"rho": args.rho} if args.discretization in ("edm", "polynomial") else {}
+    knobs = {"rho": args.rho} if args.rho is not None else {}
     config = SamplerConfig.from_dict({"num_steps": args.num_steps, "discretization": args.discretization,
                                       "sigma_min": args.sigma_min, "sigma_max": args.sigma_max,
                                       "endpoint": args.endpoint, **knobs})
