@@ -7,6 +7,8 @@ the grid's settings (one categorical parameter), the EDM default enqueued first,
 that run's seeds (drawn per run from the seeds below ``--gt-start``, so searches never see a ground-truth
 image), exactly as a study would compute it from freshly generated images.
 
+Winners are judged against the plug-in ground truth with its paired jackknife SE.
+
 - old design: median pruner (2 start-up trials), winner = best search FID, "better than baseline" whenever
   the winner's search FID is below the baseline's (what the old summary printed), top 2 re-scored on
   held-out seeds without changing the winner (images counted);
@@ -35,19 +37,18 @@ BASELINE = (18, 7.0, 0.0)  # the EDM default, enqueued first
 
 
 def ground_truth(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> dict:
-    """{setting: (debiased FID, paired SE against the best, debiased difference to the best)}."""
-    from edmbench.metrics.paired import paired_difference, single_estimate
+    """{setting: (plug-in FID, paired SE against the best, plug-in difference to the best)}. Ranked by the
+    plug-in FID: its O(1/n) bias is shared by settings on the same seeds, while the jackknife-debiased
+    value is much noisier at small ground-truth counts."""
+    from edmbench.metrics.paired import paired_difference
 
     n = len(gt_seeds)
     scored = {s: fid_loo(features[s][gt_seeds], gt_seeds, ref) for s in grid}
-    debiased = {s: single_estimate(v, loo, n).debiased for s, (v, loo) in scored.items()}
-    best = min(debiased, key=debiased.get)
+    best = min(scored, key=lambda s: scored[s][0])
     out = {}
     for s, (v, loo) in scored.items():
         d = paired_difference(v, loo, *scored[best], n)
-        out[s] = (debiased[s], d.se, d.debiased)
-    out["best"] = best
-    out["scored"] = scored
+        out[s] = (v, d.se, d.estimate)
     return out
 
 
@@ -72,7 +73,7 @@ def search(design: str, run: int, features: dict, grid: list, ref, seeds: np.nda
             if n == args.search_images:
                 spent += n
                 return value
-            write_rung_evidence(trial, n, value, loo)
+            write_rung_evidence(trial, n, value, list(loo))
             trial.report(value, n)
             if trial.should_prune():
                 spent += n
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     ref = reference()
     truth = ground_truth(features, grid, ref, np.arange(args.gt_start, total))
     print(f"Ground truth: {len(grid)} settings, seeds {args.gt_start}-{total - 1} ({total - args.gt_start} "
-          "images each), FID-digits jackknife-debiased; paired SE and difference to the best")
+          "images each), plug-in FID-digits; paired SE and difference to the best")
     print("| setting | FID | minus best | paired SE |\n|---|---|---|---|")
     for s in sorted(grid, key=lambda s: truth[s][0]):
         print(f"| {setting_name(*s)} | {truth[s][0]:.3f} | {truth[s][2]:+.3f} | {truth[s][1]:.3f} |")
