@@ -70,3 +70,28 @@ def test_no_incumbent_no_evidence_never_prunes():
     assert ATTR_RUNGS in study.trials[0].user_attrs
     with pytest.raises(ValueError, match="level"):
         PairedPruner(level=0)
+
+
+def test_paired_pruner_in_a_study_spec(assets):
+    """[pruner] type = "paired" through the spec, the registry and StudyObjective's rung evidence: on the tiny
+    exact mixture, Heun 2 steps after Heun 8 is pruned at the rung; Heun 8 again is not."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import spec_text
+
+    from edmbench.study.objective import make_evaluator
+    from edmbench.study.search import make_pruner
+    from edmbench.study.spec import parse_spec
+
+    space = '[space.num_steps]\ntype = "int"\nlow = 2\nhigh = 12\n'
+    spec = parse_spec(spec_text(assets, "paired", space=space, num_images=40, rungs="[20]", n_trials=3,
+                                extra='[pruner]\ntype = "paired"\n'))
+    pruner = make_pruner(spec)
+    assert isinstance(pruner, PairedPruner)
+    study = optuna.create_study(pruner=pruner)
+    for steps in (8, 2, 8):
+        study.enqueue_trial({"num_steps": steps})
+    study.optimize(make_evaluator(spec), n_trials=3)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
