@@ -150,8 +150,10 @@ class StudyObjective:
         except ConstraintViolation as exc:  # no work done; the sampler learns to avoid the region
             TrialRecord(num_images=0, wall_time_s=0.0, pruned_reason=str(exc)).write(trial)
             raise optuna.TrialPruned(str(exc)) from None
-        TrialRecord(nfe=config.nfe, provenance={"seeds": f"{spec.seeds.start}-{spec.seeds.stop - 1}",
-                                                **self.provenance}).write(trial)
+        TrialRecord(nfe=config.nfe, endpoint=config.endpoint, afs=config.afs,
+                    network_rounds=config.network_rounds,
+                    provenance={"seeds": f"{spec.seeds.start}-{spec.seeds.stop - 1}",
+                                **self.provenance}).write(trial)
         primary = get_objective(spec.objectives[0])
         counter, scores = _CountingProgress(progress), {}
         try:

@@ -28,6 +28,7 @@ from typing import Any
 
 ATTR_RESULT = "result"
 ATTR_NFE = "nfe"
+ATTR_ENDPOINT, ATTR_AFS, ATTR_NETWORK_ROUNDS = "endpoint", "afs", "network_rounds"  # beside nfe
 ATTR_PROVENANCE = "provenance"
 ATTR_ENQUEUE_LABEL = "enqueue_label"
 ATTR_GRID_INDEX = "grid_index"
@@ -54,6 +55,9 @@ class TrialRecord:
     num_images: int | None = None
     wall_time_s: float | None = None
     nfe: int | None = None
+    endpoint: str | None = None        # the NFE convention (edmbench.sampling.conventions) ...
+    afs: bool | None = None            # ... and whether the analytic first step saved a call
+    network_rounds: int | None = None  # sequential network rounds per sample
     provenance: dict[str, Any] | None = None
     enqueue_label: str | None = None
     grid_index: int | None = None
@@ -72,7 +76,8 @@ class TrialRecord:
             if self.wall_time_s is not None:
                 result[WALL_TIME_S] = round(float(self.wall_time_s), 3)
             trial.set_user_attr(ATTR_RESULT, result)
-        for name, value in ((ATTR_NFE, self.nfe), (ATTR_PROVENANCE, self.provenance),
+        for name, value in ((ATTR_NFE, self.nfe), (ATTR_ENDPOINT, self.endpoint), (ATTR_AFS, self.afs),
+                            (ATTR_NETWORK_ROUNDS, self.network_rounds), (ATTR_PROVENANCE, self.provenance),
                             (ATTR_ENQUEUE_LABEL, self.enqueue_label), (ATTR_GRID_INDEX, self.grid_index),
                             (ATTR_RETRY_OF, self.retry_of), (ATTR_PRUNED_REASON, self.pruned_reason),
                             (ATTR_FAIL_REASON, self.fail_reason)):
@@ -88,7 +93,9 @@ class TrialRecord:
         wall = result.pop(WALL_TIME_S, None)
         pruned = result.pop(ATTR_PRUNED_REASON, None) or user.get(ATTR_PRUNED_REASON)
         return cls(scores=result, num_images=num_images, wall_time_s=wall, nfe=user.get(ATTR_NFE),
-                   provenance=user.get(ATTR_PROVENANCE), enqueue_label=user.get(ATTR_ENQUEUE_LABEL),
+                   endpoint=user.get(ATTR_ENDPOINT), afs=user.get(ATTR_AFS),
+                   network_rounds=user.get(ATTR_NETWORK_ROUNDS), provenance=user.get(ATTR_PROVENANCE),
+                   enqueue_label=user.get(ATTR_ENQUEUE_LABEL),
                    grid_index=user.get(ATTR_GRID_INDEX), retry_of=user.get(ATTR_RETRY_OF),
                    pruned_reason=pruned, fail_reason=user.get(ATTR_FAIL_REASON),
                    retired=system.get(ATTR_RETIRED), rungs=dict(user.get(ATTR_RUNGS, {})))

@@ -80,3 +80,21 @@ def test_sample_counts_the_convention(gmm, endpoint, sampler):
         assert result.nfe == config.nfe  # sample() also raises if the count and the formula disagree
     assert _config(sampler=sampler, num_steps=5, endpoint=endpoint, afs=True).nfe == \
         _config(sampler=sampler, num_steps=5, endpoint=endpoint).nfe - 1
+
+
+def test_trial_record_carries_the_convention_beside_nfe():
+    from edmbench.study.record import TrialRecord
+
+    class FakeTrial:
+        def __init__(self):
+            self.user_attrs, self.system_attrs = {}, {}
+
+        def set_user_attr(self, key, value):
+            self.user_attrs[key] = value
+
+    config = _config(sampler="heun", num_steps=5, endpoint="sigma_min", afs=True)
+    trial = FakeTrial()
+    TrialRecord(nfe=config.nfe, endpoint=config.endpoint, afs=config.afs,
+                network_rounds=config.network_rounds).write(trial)
+    record = TrialRecord.read(trial)
+    assert (record.nfe, record.endpoint, record.afs, record.network_rounds) == (9, "sigma_min", True, 9)
