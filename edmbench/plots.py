@@ -119,7 +119,11 @@ def finish_fid_axes(ax: Any, *, ylabel: str = "FID", log: bool = False, note: st
         nfes = sorted({round(x) for line in ax.get_lines() if line.get_transform() == ax.transData
                        for x in line.get_xdata() if x > 0})  # data lines, not the floor's axhline
         if nfes:
-            ax.set_xticks(nfes)
+            ticks = [nfes[0]]
+            for x in nfes[1:]:  # labels closer than 15 % in NFE would overlap on a log axis
+                if x >= ticks[-1] * 1.15:
+                    ticks.append(x)
+            ax.set_xticks(ticks)
             ax.set_xlim(nfes[0] / 1.2, nfes[-1] * 1.2)  # the floor's band must not stretch the NFE axis
     ax.tick_params(labelsize=FONT_SIZE)
     ax.grid(alpha=0.3, which="major")
