@@ -49,7 +49,7 @@ RULES: list[tuple[str, str]] = [
     (r"^python run_study\.py (studies/\S+\.toml|[\w-]+)( .*)?$", "dry-run"),
     (r"^edmbench quickstart( .*)?$", "dry-run"),
     (r"^edmbench --version$", "run"),
-    (r"^edmbench (fid|ref|convert|study) ", "flags"),  # need real weights, datasets or minutes
+    (r"^edmbench (fid|ref|convert|study|compare) ", "flags"),  # need real weights, datasets or minutes
     (r"^python -m edmbench\.digits\.(train|classifier|gmm|evaluate) ", "flags"),  # training: minutes-hours
 ]
 
