@@ -41,14 +41,13 @@ from edmbench.study.record import (
     ATTR_HEARTBEAT,
     ATTR_RETIRED,
     ATTR_RETRY,
-    ATTR_RETRY_FOR,
     TrialRecord,
-    retry_attrs,
 )
 from edmbench.study.spec import StudySpec, parse_spec
 from edmbench.study.storage import (
     StorageError,
     default_storage_url,
+    enqueue_missing_retries,
     make_sampler,
     open_storage,
     open_study,
@@ -126,23 +125,6 @@ def retire(study: Any, trial: Any, reason: str, *, retry: bool) -> bool:
         with storage_lock(storage_url(_optuna.storage_of(study))):
             enqueue_missing_retries(study)
     return True
-
-
-def enqueue_missing_retries(study: Any) -> int:
-    """Enqueue the retry of every retired trial that asked for one and has none yet. Call under
-    ``storage_lock``; idempotent. Returns the number enqueued."""
-    import optuna
-
-    trials = study.get_trials(deepcopy=False)
-    done = {t.system_attrs.get(ATTR_RETRY_FOR) for t in trials}
-    missing = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and t.system_attrs.get(ATTR_RETRY)
-               and t.number not in done]
-    for trial in missing:
-        params = trial.system_attrs.get("fixed_params", trial.params)
-        study.add_trial(optuna.trial.create_trial(
-            state=optuna.trial.TrialState.WAITING, user_attrs=retry_attrs(trial),
-            system_attrs={"fixed_params": params, ATTR_RETRY_FOR: trial.number}))
-    return len(missing)
 
 
 def retire_stale(study: Any, grace_s: float) -> int:

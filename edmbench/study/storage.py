@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edmbench.study.record import ATTR_ENQUEUE_LABEL, ATTR_GRID_INDEX, enqueue_attrs
+from edmbench.study.record import (
+    ATTR_ENQUEUE_LABEL,
+    ATTR_GRID_INDEX,
+    ATTR_RETRY,
+    ATTR_RETRY_FOR,
+    enqueue_attrs,
+    retry_attrs,
+)
 from edmbench.study.search import make_pruner, make_sampler  # noqa: F401 (re-exported for the runner)
 from edmbench.study.space import grid_points
 from edmbench.study.spec import StudySpec
@@ -179,10 +186,8 @@ def open_study(spec: StudySpec, storage: Any) -> Any:
 
     Creation and initialisation run under :func:`storage_lock` and are idempotent: a creator stopped at any
     moment (signal, kill -9) leaves a study that the next call finishes initialising, and retries that a
-    stopped retirer did not enqueue are enqueued here (``runner.enqueue_missing_retries``)."""
+    stopped retirer did not enqueue are enqueued here (:func:`enqueue_missing_retries`)."""
     import optuna
-
-    from edmbench.study.runner import enqueue_missing_retries
 
     sampler, pruner = make_sampler(spec), make_pruner(spec)
     with storage_lock(storage_url(storage)):
@@ -194,6 +199,23 @@ def open_study(spec: StudySpec, storage: Any) -> Any:
         _initialise(study, spec)
         enqueue_missing_retries(study)
     return study
+
+
+def enqueue_missing_retries(study: Any) -> int:
+    """Enqueue the retry of every retired trial that asked for one and has none yet. Call under
+    ``storage_lock``; idempotent. Returns the number enqueued."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    done = {t.system_attrs.get(ATTR_RETRY_FOR) for t in trials}
+    missing = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and t.system_attrs.get(ATTR_RETRY)
+               and t.number not in done]
+    for trial in missing:
+        params = trial.system_attrs.get("fixed_params", trial.params)
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING, user_attrs=retry_attrs(trial),
+            system_attrs={"fixed_params": params, ATTR_RETRY_FOR: trial.number}))
+    return len(missing)
 
 
 def _initialise(study: Any, spec: StudySpec) -> None:
