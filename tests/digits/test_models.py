@@ -36,6 +36,7 @@ def test_edm_models_load_through_the_manifest(shipped, name, label_dim):
     assert prov["recipe"]["sigma_data"] == model.sigma_data
 
 
+@pytest.mark.slow  # 100 conditional samples: 266 s in the full suite at load ~12 (issue 12)
 def test_conditional_samples_are_classified_as_requested(shipped, extractor):
     """Issue 5: the classifier assigns >= 90% of conditional samples to the requested class (n = 100)."""
     from edmbench.digits.evaluate import conditional_accuracy
