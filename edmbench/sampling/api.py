@@ -77,9 +77,10 @@ def sample(denoiser: Denoiser, config: SamplerConfig, noise: Tensor, *, noise_so
         raise ValueError(f"noise has {noise.shape[0]} samples but noise_source has {len(noise_source)} seeds")
     sigmas = sigmas_for(config, denoiser)
     counter = CountingDenoiser(denoiser)
+    churn = config.churn.for_denoiser(denoiser)  # churn_noise = "model": the release's own stream
     with torch.no_grad():  # sampling never needs gradients; networks would otherwise build graphs
         x = run_solver(config.info, counter, noise, sigmas, config.convention, noise_source=noise_source,
-                       class_labels=class_labels, churn=config.churn, callback=callback,
+                       class_labels=class_labels, churn=churn, callback=callback,
                        **solver_params(config, denoiser))
     if counter.calls != config.nfe:
         raise RuntimeError(f"sampler {config.sampler!r} made {counter.calls} denoiser calls, but its "

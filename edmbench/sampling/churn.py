@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ GAMMA_MAX = math.sqrt(2) - 1  # EDM Alg. 2: gamma <= sqrt(2) - 1 at most doubles
 # When churn draws its noise eps_i (only while s_churn > 0): EDM1's generate.py draws on every step, also
 # where gamma_i = 0; EDM2's generate_images.py draws only on steps inside [s_tmin, s_tmax]. Same images
 # unless the window excludes some steps; then each seed's noise stream, hence its image, differs.
-CHURN_NOISE = ("every_step", "in_window")
+CHURN_NOISE = ("model", "every_step", "in_window")  # "model": the denoiser's own release (see for_denoiser)
 CHURN_KNOBS = ("s_churn", "s_tmin", "s_tmax", "s_noise", "churn_noise")  # what a churn sampler reads
 
 
@@ -26,14 +27,15 @@ class Churn:
     """The paper's S_churn, S_tmin, S_tmax, S_noise (``s_churn``, ``s_tmin``, ``s_tmax``, ``s_noise``).
 
     gamma_i = min(s_churn / N, sqrt(2) - 1) when s_tmin <= sigma_i <= s_tmax (inclusive), else 0.
-    ``churn_noise``: ``"every_step"`` (EDM1, the default) or ``"in_window"`` (EDM2), see ``CHURN_NOISE``.
+    ``churn_noise``: ``"every_step"`` (EDM1) or ``"in_window"`` (EDM2), see ``CHURN_NOISE``; ``"model"``
+    means the stream of the denoiser's release (:meth:`for_denoiser`) and reads as EDM1's until resolved.
     """
 
     s_churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
-    churn_noise: str = "every_step"
+    churn_noise: str = "model"
 
     def __post_init__(self) -> None:
         check_name("churn_noise", self.churn_noise, CHURN_NOISE)
@@ -45,6 +47,14 @@ class Churn:
             raise ValueError(f"s_tmin ({self.s_tmin}) must be <= s_tmax ({self.s_tmax})")
         if not (self.s_noise > 0 and math.isfinite(self.s_noise)):
             raise ValueError(f"s_noise must be a finite number > 0, got {self.s_noise}")
+
+    def for_denoiser(self, denoiser: object) -> Churn:
+        """``churn_noise = "model"`` resolved from the denoiser's ``sampler_defaults`` (EDM2 networks
+        declare ``in_window``, their release's stream); every other denoiser gets EDM1's ``every_step``."""
+        if self.churn_noise != "model":
+            return self
+        defaults = getattr(denoiser, "sampler_defaults", None) or {}
+        return dataclasses.replace(self, churn_noise=defaults.get("churn_noise", "every_step"))
 
     @property
     def active(self) -> bool:
@@ -76,7 +86,7 @@ def churn_step(x: Tensor, t: float, churn: Churn, num_steps: int, *, noise_sourc
         return x, t
     sigma = schedule.sigma(t)
     gamma = churn.gamma(sigma, num_steps)
-    if gamma > 0 or churn.churn_noise == "every_step":
+    if gamma > 0 or churn.churn_noise != "in_window":
         eps = noise_source.randn_like(x)
     if gamma == 0:
         return x, t

@@ -45,7 +45,8 @@ class SamplerConfig:
     s_tmin: float = 0.0
     s_tmax: float = math.inf
     s_noise: float = 1.0
-    churn_noise: str = "every_step"  # when churn draws noise: every_step (EDM1) | in_window (EDM2)
+    churn_noise: str = "model"  # when churn draws noise: every_step (EDM1) | in_window (EDM2) | model (the
+    # denoiser's release: EDM2 nets in_window, others every_step; resolved in sample())
     alpha: float = 1.0  # heun's generalised 2nd-order point, (0, 1]
     order: int | None = None  # ipndm/ipndm_v: 1..4 (None = 4); unipc: 1..3 (None = 2)
     eta: float = 1.0  # euler_ancestral noise fraction, [0, 1]

@@ -221,7 +221,7 @@ def test_streams_agree_when_every_step_is_in_the_window(gmm32, name, window):
 
 
 def test_churn_noise_is_validated_and_read_by_churn_samplers_only():
-    with pytest.raises(ValueError, match=r"unknown churn_noise 'edm2'.*every_step, in_window"):
+    with pytest.raises(ValueError, match=r"unknown churn_noise 'edm2'.*every_step, in_window, model"):
         SamplerConfig(churn_noise="edm2")
     with pytest.raises(ValueError, match="churn_noise='in_window' has no effect with sampler 'ipndm'"):
         SamplerConfig(sampler="ipndm", churn_noise="in_window")
@@ -247,3 +247,30 @@ def test_edm2_denoisers_default_to_the_edm2_stream():
     assert with_denoiser_defaults({}, GaussianDenoiser()) == {}
     config = SamplerConfig.from_dict(with_denoiser_defaults({"s_churn": 5.0}, den))
     assert config.churn.churn_noise == "in_window"
+
+
+def test_model_stream_is_the_denoisers_release_stream(gmm32):
+    """The default ``churn_noise = "model"``: an EDM2-like net samples with EDM2's stream (draws only inside
+    the window), any other net with EDM1's; an explicit value always wins."""
+    from edmbench.denoisers.edm2 import EDM2Precond
+
+    class EDM2Like:
+        sampler_defaults = EDM2Precond.sampler_defaults
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, *args, **kwargs):
+            return self.inner(*args, **kwargs)
+
+    assert SamplerConfig().churn_noise == "model"
+    edm2_net = EDM2Like(gmm32)
+    default, ns_default = run(edm2_net, SamplerConfig(**WINDOW), source=RecordingNoise)
+    explicit, _ = run(gmm32, SamplerConfig(**WINDOW, churn_noise="in_window"), source=RecordingNoise)
+    assert torch.equal(default.x, explicit.x) and len(ns_default.draws) < 18
+    edm1_net, ns_edm1 = run(gmm32, SamplerConfig(**WINDOW), source=RecordingNoise)
+    forced, _ = run(edm2_net, SamplerConfig(**WINDOW, churn_noise="every_step"), source=RecordingNoise)
+    assert len(ns_edm1.draws) == 18 and torch.equal(edm1_net.x, forced.x)
