@@ -173,6 +173,7 @@ def _children(pid: int) -> list[int]:
     return [int(c) for c in path.read_text().split()] if path.exists() else []
 
 
+@pytest.mark.slow  # ~25 s of worker start-ups
 def test_a_dead_worker_does_not_fail_the_command(assets, tmp_path):
     """kill -9 of one worker process: the others retry its trial, the command exits 0 with a report."""
     name = "dead-worker"

@@ -54,6 +54,7 @@ def _run_workers(tmp_path: Path, text: str, url: str, workers: int) -> None:
     run_cli(str(path), "--workers", str(workers), "--storage", url, *FAST, cwd=tmp_path, timeout=240)
 
 
+@pytest.mark.slow  # ~20 s of worker start-ups; exactly-once stays covered by the kill/Ctrl-C tests
 def test_four_workers_journal_grid_exactly_once(assets, tmp_path):
     name = "grid-journal"
     url = f"journal:{tmp_path / 'journal.log'}"
@@ -62,6 +63,7 @@ def test_four_workers_journal_grid_exactly_once(assets, tmp_path):
     _check_grid(_load(name, url)[1])
 
 
+@pytest.mark.slow  # ~20 s of worker start-ups; exactly-once stays covered by the kill/Ctrl-C tests
 def test_two_workers_sqlite_budget(assets, tmp_path):
     name = "tpe-sqlite"
     url = f"sqlite:///{tmp_path / 'study.db'}"
@@ -69,6 +71,7 @@ def test_two_workers_sqlite_budget(assets, tmp_path):
     _check_budget(_load(name, url)[1], 8)
 
 
+@pytest.mark.slow  # ~45 s; PostgreSQL stays covered by test_exactly_once's default tests
 @pytest.mark.postgres
 def test_postgres_four_workers_grid_two_workers_budget(assets, tmp_path, postgres_url):
     grid_name, tpe_name = f"grid-{uuid.uuid4().hex[:8]}", f"tpe-{uuid.uuid4().hex[:8]}"
