@@ -74,7 +74,7 @@ def score_rungs(denoiser, config, seeds: Sequence[int], extractor, reference: Re
     batches = _tapped(generate_images(denoiser, config, local_seeds, batch_size=batch_size,
                                       class_policy=class_policy, device=device, noise_device=noise_device,
                                       rungs=local_stops) if len(local_seeds) else iter(()),
-                      local_stops, meters, on_batch)
+                      meters, on_batch)
     for result in fid_at_rungs(batches, extractor, reference, stops, uncertainty=uncertainty, groups=groups,
                                level=level, kid_pr=kid_pr, shard=shard, plan=plan):
         for name, meter in meters.items():
@@ -82,46 +82,21 @@ def score_rungs(denoiser, config, seeds: Sequence[int], extractor, reference: Re
         yield result
 
 
-def _tapped(batches: Iterable[ImageBatch], stops: Sequence[int], meters: Mapping[str, Meter],
+def _tapped(batches: Iterable[ImageBatch], meters: Mapping[str, Meter],
             on_batch: Callable[[ImageBatch], None] | None) -> Iterator[ImageBatch]:
-    """Generate each batch without autograd, cut it at the rungs, and feed the meters and ``on_batch``."""
-    done, source, pending = 0, iter(batches), list(stops)
+    """Generate each batch without autograd and feed it to the meters and ``on_batch``. The batches are
+    already cut at the rungs (``generate_images(rungs=...)``), so a meter sees exactly a rung's images."""
+    source = iter(batches)
     while True:
         with torch.no_grad():
             batch = next(source, None)
         if batch is None:
             return
-        for piece in list(_cut(batch, done, pending)):
-            done += len(piece.seeds)
-            while pending and done >= pending[0]:
-                pending.pop(0)
-            for meter in meters.values():
-                meter.update(piece)
-            if on_batch is not None:
-                on_batch(piece)
-            yield piece
-
-
-def _cut(batch: ImageBatch, done: int, pending: Sequence[int]) -> Iterator[ImageBatch]:
-    """``batch`` split so that no piece crosses a rung (``done`` images came before it)."""
-    start = 0
-    for stop in pending:
-        end = min(stop - done, len(batch.seeds))
-        if end <= start:
-            continue
-        yield _slice(batch, start, end)
-        start = end
-        if start == len(batch.seeds):
-            return
-    if start < len(batch.seeds):
-        yield _slice(batch, start, len(batch.seeds))
-
-
-def _slice(batch: ImageBatch, start: int, end: int) -> ImageBatch:
-    if start == 0 and end == len(batch.seeds):
-        return batch
-    labels = batch.class_labels[start:end] if batch.class_labels is not None else None
-    return ImageBatch(batch.seeds[start:end], batch.images[start:end], labels, batch.nfe)
+        for meter in meters.values():
+            meter.update(batch)
+        if on_batch is not None:
+            on_batch(batch)
+        yield batch
 
 
 @dataclass
