@@ -3,6 +3,8 @@
     python run_study.py SPEC.toml [--n-trials N] [--device D] [--batch-size B] [--storage URL] [--workers N]
                                   [--dry-run] [--timeout S] [--heartbeat S] [--grace S] [--runs-dir DIR]
     python run_study.py report SPEC.toml | --storage URL --study NAME
+
+Errors: one line naming the problem and what is valid, exit status 2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="skip re-scoring and the report at the end")
     p.add_argument("--evaluator", default=None, help="evaluator factory 'module:function' (advanced)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
@@ -52,6 +55,7 @@ def _report_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default RUNS/<study>/)")
     p.add_argument("--samples", action="store_true", help="also draw sample grids (loads the model)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return p
 
 
@@ -146,8 +150,34 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+# bad input or an unusable storage, refused with one line and exit status 2 (tracebacks only with --debug):
+# spec problems, validation ValueErrors, missing or unreadable files, storage failures (StorageError and the
+# spec-mismatch RuntimeError) and numeric overflow from out-of-range values -- as ``edmbench.cli``
+USER_ERRORS = (ValueError, OSError, RuntimeError, ArithmeticError)
+
+
+def error_lines(exc: BaseException) -> list[str]:
+    """What the user sees for a refused command: one line; a spec with several problems gets one line per
+    problem under a one-line heading (each problem names the key and what is valid)."""
+    from edmbench.errors import one_line
+
+    hint = " (--debug for the traceback)"
+    if isinstance(exc, SpecError) and exc.problems:
+        heading = str(exc).splitlines()[0].rsplit(":", 1)[0]  # "invalid study spec PATH"
+        if len(exc.problems) == 1:
+            return [f"error: {heading}: {exc.problems[0]}{hint}"]
+        return [f"error: {heading}: {len(exc.problems)} problems{hint}", *(f"  - {p}" for p in exc.problems)]
+    return [f"error: {one_line(exc)}{hint}"]
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Run a study or a report. Bad input -> one line ``error: ...`` on stderr and exit 2; ``--debug``
+    (anywhere on the line, or ``edmbench --debug study ...``) lets the error propagate with its traceback."""
+    from edmbench.errors import debug_enabled
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or debug_enabled()
+    argv = [a for a in argv if a != "--debug"]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import optuna
 
@@ -156,9 +186,16 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "report":
             return report_command(_report_parser().parse_args(argv[1:]))
         return run_command(_run_parser().parse_args(argv))
-    except (SpecError, ValueError, OSError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print("\n".join(error_lines(exc)), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before or after the run itself (which handles its own interrupts)
+        if debug:
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

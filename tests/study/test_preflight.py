@@ -3,6 +3,8 @@ clear problem line, exit 2, and the output folder stays empty."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from edmbench.study.cli import main as cli_main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import spec_text, write_spec  # noqa: E402
+from conftest import PYTHON, REPO, spec_text, write_spec  # noqa: E402
 
 
 def _bad_reference(tmp_path: Path) -> tuple[str, str]:
@@ -56,6 +58,8 @@ def test_bad_spec_refused_before_any_file(assets, tmp_path, monkeypatch, capsys,
     assert cli_main([str(path), "--no-progress", "--runs-dir", str(runs)]) == 2
     err = capsys.readouterr().err
     assert fragment in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     assert not runs.exists() or not any(runs.rglob("*")), sorted(runs.rglob("*"))
     assert not (tmp_path / "pwned").exists()
 
@@ -66,3 +70,32 @@ def test_good_spec_passes_preflight(assets):
 
     spec = parse_spec(spec_text(assets, "good"))
     assert plan_problems(spec) == [] and input_problems(spec) == []
+
+
+def _study_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("EDMBENCH_DEBUG", None)
+    return subprocess.run([PYTHON, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_error_is_one_line_and_debug_shows_the_traceback(assets, tmp_path):
+    """The CLI convention (issue 14): a bad spec is one line on stderr, exit 2; ``--debug`` on the line (or
+    ``edmbench --debug study``) shows the traceback instead; several problems are one line each."""
+    path = write_spec(tmp_path, spec_text(assets, "bad", rungs="[1, 16]"))
+    plain = _study_cli(str(REPO / "run_study.py"), str(path), "--no-progress", cwd=tmp_path)
+    lines = plain.stderr.strip().splitlines()
+    assert plain.returncode == 2 and len(lines) == 1, plain.stderr
+    assert lines[0].startswith("error: invalid study ") and "rungs [1]" in lines[0] and "--debug" in lines[0]
+    for args in ((str(REPO / "run_study.py"), str(path), "--no-progress", "--debug"),
+                 ("-m", "edmbench", "--debug", "study", str(path), "--no-progress")):
+        debug = _study_cli(*args, cwd=tmp_path)
+        assert debug.returncode == 1, debug.stderr
+        assert "Traceback (most recent call last)" in debug.stderr, debug.stderr
+        assert "SpecError" in debug.stderr, debug.stderr
+    typos = spec_text(assets, "bad").replace("[budget]", "[budget]\nn_trialz = 3\ntimeout_z = 1")
+    several = write_spec(tmp_path, typos, "typos.toml")
+    many = _study_cli(str(REPO / "run_study.py"), str(several), "--no-progress", cwd=tmp_path)
+    lines = many.stderr.strip().splitlines()
+    assert many.returncode == 2 and lines[0].endswith("2 problems (--debug for the traceback)"), many.stderr
+    assert len(lines) == 3 and all(line.startswith("  - [") for line in lines[1:]), many.stderr
+    assert not (tmp_path / "runs").exists()
