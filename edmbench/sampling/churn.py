@@ -6,13 +6,18 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
+from edmbench._lazy import lazy_module
 from edmbench.registry import check_name
-from edmbench.sampling.noise import NoiseSource
 from edmbench.sampling.schedules import LINEAR, NONE, Scaling, Schedule
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from edmbench.sampling.noise import NoiseSource
+
+torch = lazy_module("torch")  # imported on first use: this module's metadata is read without torch
 
 GAMMA_MAX = math.sqrt(2) - 1  # EDM Alg. 2: gamma <= sqrt(2) - 1 at most doubles the noise variance
 # When churn draws its noise eps_i (only while s_churn > 0): EDM1's generate.py draws on every step, also

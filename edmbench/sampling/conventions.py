@@ -18,19 +18,27 @@ Papers count NFE differently for the same solver; a number means nothing without
 
 Every registered solver evaluates the network strictly in sequence, so the number of sequential network
 rounds equals the NFE (a parallel-evaluation solver would declare fewer).
+
+Published points (``[[published]]`` in a spec) carry a :class:`PointConvention` (how the source counted);
+:func:`to_axis` puts one on edmbench's single plotted axis, network calls per image, exactly where the count
+is certain and flagged (with a note) where it is not.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
-from edmbench.denoisers.base import CountingDenoiser, Denoiser
+from edmbench._lazy import lazy_module
 from edmbench.registry import check_name
-from edmbench.sampling.ode import denoise
 from edmbench.sampling.registry import SamplerInfo, get_sampler
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from edmbench.denoisers.base import CountingDenoiser, Denoiser
+
+torch = lazy_module("torch")  # imported on first use: this module's metadata is read without torch
 
 ENDPOINTS = ("zero", "sigma_min", "sigma_min_denoise")
 # Calls a solver makes beyond nfe(N + 1) - nfe(1) when its last step ends above 0 (see the docstring).
@@ -79,6 +87,95 @@ class Convention:
 EDM = Convention("zero", False)
 
 
+# --- published points: how a source counted its NFE, and the one axis edmbench plots on -------------------
+
+COUNTS = ("calls", "steps")      # a source's NFE is network calls made, or its solver's step count
+AFS_UNVERIFIED = "unverified"    # TOML spelling of afs = None (the source's use of AFS is not verified)
+AXIS_LABEL = "NFE (network calls per image, counted)"
+
+
+@dataclasses.dataclass(frozen=True)
+class PointConvention:
+    """How a published number's NFE was counted: the schedule's ``endpoint``, whether the first step was
+    analytic (``afs``; None = not verified), and whether ``nfe`` counts network ``calls`` or solver
+    ``steps`` (then ``sampler``, a registry name, gives the calls per step)."""
+
+    endpoint: str
+    afs: bool | None = False
+    counts: str = "calls"
+    sampler: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name("endpoint", self.endpoint, ENDPOINTS)
+        check_name("counts", self.counts, COUNTS)
+        if self.afs is not None and not isinstance(self.afs, bool):
+            raise ValueError(f"afs must be true, false or {AFS_UNVERIFIED!r}, got {self.afs!r}")
+        if self.sampler is not None:
+            get_sampler(self.sampler)  # unknown names fail with the valid ones
+        if self.counts == "steps" and self.sampler is None:
+            raise ValueError("counts = 'steps' needs the sampler (its calls per step convert steps to NFE)")
+
+    @classmethod
+    def from_dict(cls, table: dict) -> PointConvention:
+        """From a spec's ``convention = {endpoint, afs, counts, sampler}`` (afs may be "unverified")."""
+        unknown = sorted(set(table) - {"endpoint", "afs", "counts", "sampler"})
+        if unknown:
+            raise ValueError(f"unknown convention keys {unknown}; valid: endpoint, afs, counts, sampler")
+        if "endpoint" not in table:
+            raise ValueError(f"convention needs an endpoint ({', '.join(ENDPOINTS)})")
+        afs = table.get("afs", False)
+        return cls(table["endpoint"], None if afs == AFS_UNVERIFIED else afs, table.get("counts", "calls"),
+                   table.get("sampler"))
+
+    @property
+    def label(self) -> str:
+        afs = {True: "AFS", False: "no AFS", None: "AFS unverified"}[self.afs]
+        return f"{self.endpoint}, {afs}, NFE counts {self.counts}"
+
+
+@dataclasses.dataclass(frozen=True)
+class AxisPoint:
+    """A published point on edmbench's axis (network calls per image): ``nfe``; ``exact`` when that count is
+    certain; ``note`` says what is uncertain and how the point's convention differs from the axis's runs."""
+
+    nfe: float
+    exact: bool
+    note: str = ""
+
+
+def _differences(point: PointConvention, axis: Convention) -> list[str]:
+    out = []
+    if point.endpoint != axis.endpoint:
+        out.append(f"schedule ends {point.endpoint} (the runs: {axis.endpoint})")
+    if point.afs is True and not axis.afs:
+        out.append("first step analytic (AFS): one more step than calls")
+    if point.afs is False and axis.afs:
+        out.append("no AFS (the runs use it)")
+    return out
+
+
+def to_axis(nfe: int, convention: PointConvention | None, axis: Convention = EDM) -> AxisPoint:
+    """Put a published ``nfe`` on the axis of network calls per image actually made.
+
+    Exact when the source counted calls and its AFS use is known (calls are calls, whatever the schedule),
+    or counted steps of a known solver with known AFS (``Convention.nfe``). Flagged (``exact = False``) when
+    the convention is not stated, or AFS is unverified: a source that counts the analytic first step as an
+    evaluation made one call fewer than it reports (for counted steps: one fewer than the formula)."""
+    if convention is None:
+        return AxisPoint(float(nfe), False, "NFE convention not stated")
+    notes = _differences(convention, axis)
+    if convention.counts == "steps":
+        info = get_sampler(convention.sampler)
+        calls = Convention(convention.endpoint, bool(convention.afs)).nfe(info, nfe)
+        notes.insert(0, f"{nfe} {convention.sampler} steps under {convention.endpoint}")
+    else:
+        calls = nfe
+    if convention.afs is None:
+        notes.append(f"AFS use unverified: {calls} or {calls - 1} calls")
+        return AxisPoint(float(calls), False, "; ".join(notes))
+    return AxisPoint(float(calls), True, "; ".join(notes))
+
+
 class AnalyticFirstStep:
     """Wraps a Denoiser: the first call returns sigma_data^2 / (sigma^2 + sigma_data^2) x, the others pass
     through. ``sigma_data`` defaults to the denoiser's own (EDM preconditioners declare it)."""
@@ -122,6 +219,8 @@ def run_solver(info: SamplerInfo, counter: CountingDenoiser, noise: Tensor, sigm
     net: Denoiser = AnalyticFirstStep(counter) if convention.afs else counter
     x = info.fn(net, noise, sigmas, **kwargs)
     if convention.endpoint == "sigma_min_denoise":
+        from edmbench.sampling.ode import denoise
+
         x = denoise(net, x, float(sigmas[-1]), kwargs.get("class_labels"))
     return x
 
@@ -144,6 +243,8 @@ def sample_levels(denoiser: Denoiser, sampler: str, levels: Tensor, noise: Tenso
     if num_steps < 1:
         raise ValueError(f"{len(levels)} levels make no step under endpoint {convention.endpoint!r}")
     sigmas = convention.sigmas(torch.as_tensor(levels, dtype=torch.float64))
+    from edmbench.denoisers.base import CountingDenoiser
+
     counter = CountingDenoiser(denoiser)
     with torch.no_grad():
         x = run_solver(info, counter, noise, sigmas, convention, noise_source=noise_source,

@@ -12,14 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
-
-from edmbench.denoisers.iddpm import iddpm_u
+from edmbench._lazy import lazy_module
 from edmbench.registry import Registry
 from edmbench.sampling.schedules import EPSILON_S, vp_betas, vp_sigma
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")  # imported on first use: this module's metadata is read without torch
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def iddpm_levels(num_steps: int, sigma_min: float, sigma_max: float) -> Tensor:
     """iDDPM: the entries of EDM generate.py's u-table (``edmbench.denoisers.iddpm.iddpm_u``, float64)
     inside [sigma_min, sigma_max], N of them at indices round(((len - 1) / (N - 1)) i) (float64, in EDM's
     order of operations, half to even); N = 1 gives the largest."""
+    from edmbench.denoisers.iddpm import iddpm_u
+
     u = iddpm_u()
     u = u[(u >= sigma_min) & (u <= sigma_max)]
     if len(u) == 0:

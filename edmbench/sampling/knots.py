@@ -21,9 +21,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from edmbench._lazy import lazy_module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")  # imported on first use: this module's metadata is read without torch
 
 KNOT_PREFIX = "knot_"
 KNOT_LOW, KNOT_HIGH = 0.0, 1.0  # Optuna's range for each fraction (closed: both ends are valid)

@@ -13,15 +13,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import Tensor
-
+from edmbench._lazy import lazy_module
 from edmbench.sampling.discretizations import DISCRETIZATIONS, DiscretizationInfo
 from edmbench.sampling.knobs import KNOBS, Knob, register
 from edmbench.sampling.knots import KNOT_PREFIX, check_sigmas, knot_names, levels_from_fractions
 from edmbench.sampling.spacings import logsnr_levels, polynomial_levels, time_uniform_levels
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")  # imported on first use: this module's metadata is read without torch
 
 MAX_KNOTS = 16  # enough for 17 steps under sigma_min, 18 under zero
 EDM_RANGE = (0.002, 80.0)

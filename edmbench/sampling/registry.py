@@ -4,6 +4,8 @@ Every registered ``fn`` has the uniform signature
 ``fn(denoiser, noise, sigmas, *, noise_source, class_labels=None, churn=Churn(), callback=None,
 **solver_params) -> x`` where ``sigmas`` is float64 ``[N + 1]`` ending in 0 and ``x`` is float64.
 NFE convention (EDM): the final step goes to sigma = 0 and is a plain Euler step (= a final denoise).
+The built-in entries name their function as ``"module:function"`` (imported on first use of ``fn``), so the
+metadata (names, NFE formulas, knobs) is read without importing torch.
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edmbench._lazy import resolve
 from edmbench.registry import Registry
 from edmbench.sampling.churn import CHURN_KNOBS
-from edmbench.sampling.ode import euler, heun
-from edmbench.sampling.solvers import dpm_2, dpmpp_2m, euler_ancestral, ipndm, ipndm_v
-from edmbench.sampling.unipc import UNIPC_ORDERS, unipc
+
+UNIPC_ORDERS = (1, 2, 3)  # UniPC-p predictor orders implemented in edmbench.sampling.unipc
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class SamplerInfo:
     """
 
     name: str
-    fn: Callable
+    target: Callable | str  # the solver function, or "package.module:function" imported on first use
     order: int
     nfe: Callable[[int], int]
     stochastic: bool
@@ -39,6 +41,11 @@ class SamplerInfo:
     params: tuple[str, ...]
     description: str
     orders: tuple[int, ...] = ()
+
+    @property
+    def fn(self) -> Callable:
+        """The solver function (``target``, imported the first time it is asked for)."""
+        return resolve(self.target)
 
     @property
     def knobs(self) -> tuple[str, ...]:
@@ -54,26 +61,27 @@ def _two_n_minus_one(num_steps: int) -> int:
     return 2 * num_steps - 1
 
 
+_S = "edmbench.sampling."
 SAMPLERS: Registry[SamplerInfo] = Registry("sampler")
 for _info in (
-    SamplerInfo("euler", euler, 1, _n, True, True, ("schedule", "scaling"),
+    SamplerInfo("euler", _S + "ode:euler", 1, _n, True, True, ("schedule", "scaling"),
                 "Euler on the sigma(t)/s(t) ODE, optional EDM churn (EDM Alg. 1/2)"),
-    SamplerInfo("heun", heun, 2, _two_n_minus_one, True, True, ("schedule", "scaling", "alpha"),
+    SamplerInfo("heun", _S + "ode:heun", 2, _two_n_minus_one, True, True, ("schedule", "scaling", "alpha"),
                 "EDM's 2nd-order sampler (alpha=1 Heun), last step Euler, optional churn (EDM Alg. 1/2)"),
-    SamplerInfo("dpm_2", dpm_2, 2, _two_n_minus_one, True, True, (),
+    SamplerInfo("dpm_2", _S + "solvers:dpm_2", 2, _two_n_minus_one, True, True, (),
                 "DPM-Solver-2: midpoint in log-sigma, last step Euler, optional churn (Lu et al. 2022)"),
-    SamplerInfo("dpmpp_2m", dpmpp_2m, 2, _n, False, False, (),
+    SamplerInfo("dpmpp_2m", _S + "solvers:dpmpp_2m", 2, _n, False, False, (),
                 "DPM-Solver++(2M): 2nd-order multistep in data prediction (Lu et al. 2022b)"),
-    SamplerInfo("ipndm", ipndm, 4, _n, False, False, ("order",),
+    SamplerInfo("ipndm", _S + "solvers:ipndm", 4, _n, False, False, ("order",),
                 "iPNDM: fixed Adams-Bashforth weights up to 4th order, lower-order start (Zhang & Chen)",
                 orders=(1, 2, 3, 4)),
-    SamplerInfo("ipndm_v", ipndm_v, 4, _n, False, False, ("order",),
+    SamplerInfo("ipndm_v", _S + "solvers:ipndm_v", 4, _n, False, False, ("order",),
                 "iPNDM with variable-step Adams-Bashforth weights (order up to 4 on any grid)",
                 orders=(1, 2, 3, 4)),
-    SamplerInfo("unipc", unipc, 3, _n, False, False, ("order",),
+    SamplerInfo("unipc", _S + "unipc:unipc", 3, _n, False, False, ("order",),
                 "UniPC-p (B2): order-p multistep predictor, free corrector, order p + 1 (default p = 2)",
                 orders=UNIPC_ORDERS),
-    SamplerInfo("euler_ancestral", euler_ancestral, 1, _n, True, False, ("eta",),
+    SamplerInfo("euler_ancestral", _S + "solvers:euler_ancestral", 1, _n, True, False, ("eta",),
                 "Euler-ancestral: Euler to sigma_down, then fresh noise up to sigma_next (eta scales it)"),
 ):
     SAMPLERS.register(_info.name, _info)

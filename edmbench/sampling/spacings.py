@@ -21,9 +21,14 @@ follows them, is the end-point convention's business (:mod:`edmbench.sampling.co
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+from edmbench._lazy import lazy_module
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+torch = lazy_module("torch")  # imported on first use: this module's metadata is read without torch
 
 VP_BETA_D, VP_BETA_MIN = 19.9, 0.1  # EDM Table 1 VP (fact sheet Sec. 2)
 SPACINGS = ("logsnr", "time_uniform", "polynomial")

@@ -21,8 +21,7 @@ from edmbench.denoisers.base import Denoiser
 from edmbench.sampling.churn import NO_CHURN, Churn
 from edmbench.sampling.noise import NoiseSource
 from edmbench.sampling.ode import Callback, denoise, start
-
-UNIPC_ORDERS = (1, 2, 3)
+from edmbench.sampling.registry import UNIPC_ORDERS  # the registry entry's metadata
 
 
 def _psi(h: float, k_max: int) -> list[float]:

@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from edmbench.metrics.inception import INCEPTION
 from edmbench.study import _sections as sec
 from edmbench.study._checks import Reader, SpecError, close_match
 from edmbench.study.objectives import needs_kid, objectives_problems
@@ -22,6 +23,10 @@ from edmbench.study.space import Constraint, ParamSpec, parse_constraint, read_p
 SECTIONS = ("study", "denoiser", "metric", "search", "pruner", "budget", "fixed", "space", "enqueue",
             "rescore", "published", "estimate")
 DEFAULT_OBJECTIVE = "fid"
+# Extractor names known to be registered without importing the registries (which import torch): a fast
+# path only, every other name is checked against torch-fidelity's registry and the plug-ins'.
+# tests/core/test_startup.py checks that each is registered.
+LIGHT_EXTRACTORS = frozenset({INCEPTION, "digits-classifier", "random-conv"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -196,12 +201,14 @@ def name_problems(spec: StudySpec, *, check_files: bool = True) -> list[str]:
         if model not in names and not sec.resolve_path(model).is_file():
             problems.append(f"[denoiser] model {model!r} is neither a manifest name nor an existing file"
                             f"{close_match(model, names)}; manifest names: {', '.join(names)}")
-    from edmbench.metrics.features import extractor_names
+    extractor = spec.metric.extractor
+    if extractor and extractor not in LIGHT_EXTRACTORS:  # any other name: ask the registries (torch)
+        from edmbench.metrics.features import extractor_names
 
-    valid = extractor_names()
-    if spec.metric.extractor and spec.metric.extractor not in valid:
-        problems.append(f"[metric] extractor {spec.metric.extractor!r} is not registered"
-                        f"{close_match(spec.metric.extractor, valid)}; valid: {', '.join(valid)}")
+        valid = extractor_names()
+        if extractor not in valid:
+                problems.append(f"[metric] extractor {extractor!r} is not registered"
+                            f"{close_match(extractor, valid)}; valid: {', '.join(valid)}")
     policy = spec.denoiser.class_policy
     if policy not in ("random", "none") and not (isinstance(policy, int) and not isinstance(policy, bool)):
         problems.append(f"[denoiser] class_policy must be 'random', 'none' or a class index, got {policy!r}")
