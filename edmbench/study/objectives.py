@@ -7,7 +7,11 @@ An objective is one :class:`Objective` entry in :data:`OBJECTIVES`. Its ``name``
 :class:`~edmbench.metrics.evaluate.Score`; ``meter`` (optional) is a factory for a per-batch
 accumulator that the pipeline feeds beside the feature statistics (its result lands in
 ``RungResult.extra[name]``), for objectives that are not a function of the extractor's features (a
-teacher distance, say). ``per_seed`` says whether the score carries one value per seed (paired statistics).
+teacher distance, say). ``per_seed`` says whether the score carries one value per seed (paired
+statistics): the objective's ``score`` then also fills the leave-one-group-out values from them (row r in
+group r mod 10; two settings on the same seeds share the groups), so the paired pruner, the held-out
+confirmation and ``edmbench compare`` read the same ``Score.loo`` for FID (the grouped jackknife), KID
+(:func:`edmbench.metrics.kid_pr.kid_jackknife`) and every per-seed objective.
 ``cost`` objectives (``nfe``) are read from the sampler configuration, not from images.
 
 Adding an objective is one :func:`register` call; the spec check, the search directions, the pruner, the
@@ -44,6 +48,8 @@ class Objective:
             raise ValueError(f"objective {self.name!r}: direction must be one of {DIRECTIONS}")
         if (self.score is None) != self.cost:
             raise ValueError(f"objective {self.name!r}: give exactly one of score (images) or cost=True")
+        if self.per_seed and not getattr(self.score, "fills_loo", False):
+            object.__setattr__(self, "score", with_per_seed_loo(self.score))
 
     @property
     def err_column(self) -> str:
@@ -57,9 +63,29 @@ class Objective:
 OBJECTIVES: Registry[Objective] = Registry("objective")
 
 
+LOO_GROUPS = 10  # seed groups of a per-seed objective's leave-one-group-out means
+
+
 def register(objective: Objective) -> Objective:
     """Add an objective (tests: ``with OBJECTIVES.override(name, objective): ...``)."""
     return OBJECTIVES.register(objective.name, objective)
+
+
+def with_per_seed_loo(score: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``score`` whose result also carries ``loo``: the means of the per-seed values with each group
+    (row r mod ``LOO_GROUPS``) left out (:func:`edmbench.metrics.paired.loo_from_per_seed`)."""
+    from edmbench.metrics.paired import loo_from_per_seed
+
+    def scored(rung: Any) -> Any:
+        out = score(rung)
+        values = getattr(out, "per_seed", None)
+        if getattr(out, "loo", ()) or values is None or len(values) < 2 * LOO_GROUPS:
+            return out
+        return dataclasses.replace(out, loo=tuple(loo_from_per_seed(values, range(len(values)),
+                                                                    LOO_GROUPS)[1]))
+
+    scored.fills_loo = True  # type: ignore[attr-defined]
+    return scored
 
 
 register_objective = register  # the name exported by edmbench.study
@@ -111,15 +137,24 @@ def _fid(rung: Any) -> Any:
 
 
 def _kid(rung: Any) -> Any:
+    """KID_u on every kept row with its jackknife SE and leave-one-group-out values
+    (:func:`edmbench.metrics.kid_pr.kid_jackknife`); torch-fidelity's subset mean and std when the rows are
+    too few for groups."""
     from edmbench.metrics.evaluate import Score
+    from edmbench.metrics.paired import jackknife_stats
 
-    return Score(rung.extra["kid"], rung.extra.get("kid_std"))
+    extra = rung.extra
+    if len(extra.get("kid_loo", ())) >= 2:
+        loo = tuple(float(v) for v in extra["kid_loo"])
+        return Score(float(extra["kid_full"]), jackknife_stats(extra["kid_full"], loo)[1], loo=loo)
+    return Score(extra["kid"], extra.get("kid_std"))
 
 
 register(Objective("fid", "minimize", "FID", "Frechet distance of the extractor's features to the reference "
                    "statistics (error bar: grouped jackknife)", score=_fid))
-register(Objective("kid", "minimize", "KID", "kernel inception distance (needs reference feature rows; "
-                   "error bar: std over subsets)", score=_kid, needs_kid=True))
+register(Objective("kid", "minimize", "KID", "kernel inception distance, unbiased MMD^2 on every kept row "
+                   "(needs reference feature rows; error bar: grouped jackknife)", score=_kid,
+                   needs_kid=True))
 register(Objective("nfe", "minimize", "NFE", "denoiser evaluations per sample (from the sampler)", cost=True))
 
 

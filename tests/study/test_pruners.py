@@ -95,3 +95,67 @@ def test_paired_pruner_in_a_study_spec(assets):
         study.enqueue_trial({"num_steps": steps})
     study.optimize(make_evaluator(spec), n_trials=3)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+
+
+def scored_objective(scoring, name: str, kid_pr=None, meter=None):
+    """As ``objective``, but the rung evidence is the registered objective ``name``'s Score (value, loo)."""
+    from edmbench.metrics.evaluate import score_rungs
+    from edmbench.sampling import SamplerConfig
+    from edmbench.study.objectives import get_objective
+
+    denoiser, extractor, reference = scoring
+    scored = get_objective(name) if meter is None else meter
+
+    def run(trial: optuna.Trial) -> float:
+        config = SamplerConfig.from_dict({"sampler": "heun", "num_steps": trial.suggest_int("num_steps", 2, 8)})  # noqa: E501
+        meters = ({scored.name: scored.meter(denoiser, config, range(NUM_IMAGES), "cpu")} if scored.meter
+                  else None)
+        for result in score_rungs(denoiser, config, range(NUM_IMAGES), extractor, reference, RUNGS,
+                                  batch_size=50, class_policy=None, kid_pr=kid_pr, meters=meters):
+            score = scored.score(result)
+            if result.n < NUM_IMAGES:
+                write_rung_evidence(trial, result.n, score.value, score.loo)
+                trial.report(score.value, result.n)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+        return score.value
+
+    return run
+
+
+class _MeanDistance:
+    """A per-seed objective for the test: each image's RMS distance (uint8 units) to mid-grey."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def update(self, batch) -> None:
+        x = batch.images.double() - 127.5
+        self.values += x.flatten(1).pow(2).mean(1).sqrt().tolist()
+
+    def result(self):
+        import numpy as np
+
+        from edmbench.metrics.evaluate import Score
+
+        return Score(float(np.mean(self.values)), per_seed=np.asarray(self.values))
+
+
+@pytest.mark.parametrize("name", ["kid", "per_seed"])
+def test_paired_pruner_for_kid_and_per_seed_objectives(scoring, name):
+    """KID (jackknife of KID_u over the seed groups) and a per-seed objective (leave-one-group-out means)
+    give the pruner its paired evidence: Heun 2 after Heun 4 is pruned at the rung, Heun 4 again is not."""
+    from edmbench.metrics.kid_pr import KIDPROptions
+    from edmbench.study.objectives import Objective
+
+    meter = None
+    if name == "per_seed":
+        meter = Objective("grey_distance", "minimize", "grey distance", "test", per_seed=True,
+                          score=lambda rung: rung.extra["grey_distance"], meter=lambda *a: _MeanDistance())
+    # per-seed: Heun 2's images are farther from grey than Heun 4's (measured at 100 images: 126.7 vs 113.6)
+    study = optuna.create_study(pruner=PairedPruner(level=0.95))
+    for steps in (4, 2, 4):
+        study.enqueue_trial({"num_steps": steps})
+    study.optimize(scored_objective(scoring, "kid", KIDPROptions(kid=True), meter), n_trials=3)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert len(rung_evidence(study.trials[1], RUNGS[0])[1]) == 10
