@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import json
 import os
 import tomllib
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,6 +181,10 @@ def _download(
 
     A killed download leaves only ``.part``, which is never taken for a complete file. Returns the sha256.
     """
+    import http.client  # network modules only when a download starts (spec validation stays light)
+    import urllib.error
+    import urllib.request
+
     from tqdm.auto import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)
