@@ -7,7 +7,11 @@ Column names follow the study table (``edmbench.study.results``): ``sampler``, `
     draw_sampler_lines(ax, rows)            # one line per sampler, error bars = +- fid_err
     draw_floor(ax, Floor(...))              # the real-data floor as a dashed line with its band
     draw_published(ax, points)              # published numbers: black hollow markers, NFE convention named
+    draw_heldout(ax, points)                # held-out confirmation: filled squares, 95 % intervals
     finish_fid_axes(ax, log=...)            # labels, legend, the error-bar convention in a footnote
+
+The x axis is one NFE convention (``edmbench.sampling.conventions.AXIS_LABEL``: network calls per image,
+counted); published points are put on it by ``PublishedPoint.on_axis`` and flagged when inexact.
 
 Sample grids (:func:`sample_grids`) keep square pixels: cells are upscaled by an integer factor
 (nearest-neighbour; 8x8 digits x6), drawn with ``aspect="equal"`` and labelled by row.
@@ -53,9 +57,26 @@ def _records(rows: Any) -> list[dict]:
 
 # ---- FID against NFE -------------------------------------------------------------------------------------
 
-def best_per_nfe(table: Any) -> Any:
-    """For each (sampler, nfe), the COMPLETE row with the lowest FID."""
+@dataclass(frozen=True)
+class HeldOut:
+    """One held-out confirmation result: ``fid`` (the jackknife bias-corrected mean over the held-out
+    ranges) with its ``interval`` at ``level``, on ``num_images`` held-out images, for the trial's
+    ``role``."""
+
+    nfe: float
+    fid: float
+    interval: tuple[float, float]
+    num_images: int
+    role: str
+    level: float = 0.95
+
+
+def best_per_nfe(table: Any, full_count: int | None = None) -> Any:
+    """For each (sampler, nfe), the lowest-FID row among the COMPLETE trials that reached the full image
+    count (``full_count``; None: every COMPLETE trial)."""
     done = table[table["state"] == "COMPLETE"].dropna(subset=["fid", "nfe"])
+    if full_count is not None and "num_images" in done:
+        done = done[done["num_images"] == full_count]
     if done.empty:
         return done
     index = done.groupby(["sampler", "nfe"])["fid"].idxmin()
@@ -70,11 +91,12 @@ def fid_axes(title: str, figsize: tuple[float, float] = FIGSIZE) -> tuple[Any, A
     return fig, ax
 
 
-def draw_sampler_lines(ax: Any, rows: Any, *, suffix: str = "") -> None:
-    """One line per sampler through (nfe, fid), sorted by NFE, with +- ``fid_err`` error bars when known."""
+def draw_sampler_lines(ax: Any, rows: Any, *, suffix: str = "", scale: float = 1.0) -> None:
+    """One line per sampler through (nfe, fid), sorted by NFE, with +- ``scale`` x ``fid_err`` error bars
+    when known (``scale`` = t quantile: an interval instead of one standard error)."""
     records = _records(rows)
     for sampler in sorted({str(r["sampler"]) for r in records}):
-        pts = sorted((float(r["nfe"]), float(r["fid"]), _err(r)) for r in records
+        pts = sorted((float(r["nfe"]), float(r["fid"]), scale * _err(r)) for r in records
                      if str(r["sampler"]) == sampler)
         nfe, fid, err = zip(*pts, strict=True)
         ax.errorbar(nfe, fid, yerr=err, marker="o", ms=4, capsize=3, lw=1.5, label=f"{sampler}{suffix}")
@@ -95,20 +117,50 @@ def draw_floor(ax: Any, floor: Floor | None) -> None:
 
 
 def draw_published(ax: Any, points: Iterable[Any]) -> None:
-    """Published numbers: black hollow markers (never a sampler colour), each labelled with its NFE
-    convention when the point names one (``nfe_convention``, e.g. "Heun: 2N - 1")."""
+    """Published numbers: black hollow markers (never a sampler colour), put on the plot's NFE axis by
+    ``point.on_axis()`` (``edmbench.sampling.conventions.to_axis``) and labelled with the point's
+    convention; a point whose NFE on this axis is not certain is drawn dashed, "~NFE" and its note in
+    the label."""
     markers = "*DP^vs"
     for i, point in enumerate(points):
-        convention = getattr(point, "nfe_convention", "") or ""
-        label = f"{point.label} (published{', NFE ' + convention if convention else ''})"
-        ax.scatter([point.nfe], [point.fid], marker=markers[i % len(markers)], s=90, facecolors="none",
-                   edgecolors="black", linewidths=1.3, zorder=4, label=label)
+        nfe, exact, note = _on_axis(point)
+        convention = getattr(point, "convention", None)
+        stated = convention.label if convention is not None else "NFE convention not stated"
+        label = f"{point.label} (published; {stated})" if exact else (
+            f"{point.label} (published; ~NFE {nfe:g}: {note})")
+        ax.scatter([nfe], [point.fid], marker=markers[i % len(markers)], s=90, facecolors="none",
+                   edgecolors="black", linewidths=1.3, linestyles="solid" if exact else "dashed", zorder=4,
+                   label=label)
+
+
+def _on_axis(point: Any) -> tuple[float, bool, str]:
+    """(NFE on the plot's axis, exact, note) of a published point."""
+    if hasattr(point, "on_axis"):
+        axis = point.on_axis()
+        return float(axis.nfe), bool(axis.exact), str(axis.note)
+    return float(point.nfe), False, "NFE convention not stated"
+
+
+def draw_heldout(ax: Any, points: Iterable[HeldOut]) -> None:
+    """Held-out confirmation results: filled black-edged squares at their NFE, the interval as error bars,
+    each annotated with its role (e.g. "rank 1", "baseline"); one legend entry."""
+    points = list(points)
+    for i, p in enumerate(points):
+        lo, hi = p.interval
+        label = (f"held-out confirmation ({p.level:.0%} interval, n = {p.num_images:,} per setting)"
+                 if i == 0 else None)
+        ax.errorbar([p.nfe], [p.fid], yerr=[[p.fid - lo], [hi - p.fid]], fmt="s", ms=7, color="C3",
+                    mec="black", capsize=4, lw=1.5, zorder=5, label=label)
+        ax.annotate(p.role, (p.nfe, p.fid), xytext=(6, 4), textcoords="offset points",
+                    fontsize=FONT_SIZE - 2, color="C3")
 
 
 def finish_fid_axes(ax: Any, *, ylabel: str = "FID", log: bool = False, note: str = ERRORBAR_NOTE) -> None:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    ax.set_xlabel("NFE (denoiser evaluations per image)", fontsize=FONT_SIZE)
+    from edmbench.sampling.conventions import AXIS_LABEL
+
+    ax.set_xlabel(AXIS_LABEL, fontsize=FONT_SIZE)
     ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
     if log:
         ax.set_xscale("log")
@@ -135,16 +187,31 @@ def finish_fid_axes(ax: Any, *, ylabel: str = "FID", log: bool = False, note: st
     ax.figure.tight_layout()
 
 
+def interval_scale(level: float = 0.95, groups: int = 10) -> float:
+    """The jackknife-t quantile t_{K-1, (1+level)/2} that turns a standard error into an interval."""
+    from edmbench.metrics.paired import _t_quantile
+
+    return _t_quantile(groups - 1, level)
+
+
 def fid_vs_nfe(table: Any, published: Iterable[Any] = (), *, floor: Floor | None = None,
-               title: str = "FID vs NFE") -> Any:
-    """Best FID at each NFE per sampler (+- fid_err); the real-data floor and published points if known."""
+               title: str = "FID vs NFE", full_count: int | None = None, heldout: Iterable[HeldOut] = (),
+               level: float = 0.95, groups: int = 10) -> Any:
+    """The best setting at each NFE per sampler among the trials that reached ``full_count`` images, with
+    ``level`` jackknife-t intervals (plug-in FID +- t x fid_err, K = ``groups``); the held-out
+    confirmation marked (:func:`draw_heldout`); the real-data floor and published points if known."""
     fig, ax = fid_axes(title)
-    best = best_per_nfe(table)
+    best = best_per_nfe(table, full_count)
     if not best.empty:
-        draw_sampler_lines(ax, best, suffix=" (best per NFE)")
+        n = f", n = {full_count:,}" if full_count else ""
+        draw_sampler_lines(ax, best, suffix=f" (best per NFE, search stage{n})",
+                           scale=interval_scale(level, groups))
     draw_floor(ax, floor)
     draw_published(ax, published)
-    finish_fid_axes(ax)
+    draw_heldout(ax, heldout)
+    note = (f"error bars: {level:.0%} jackknife-t intervals (search stage: plug-in FID ± t·SE; held-out: "
+            "bias-corrected mean)")
+    finish_fid_axes(ax, note=note)
     return fig
 
 

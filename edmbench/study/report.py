@@ -42,6 +42,29 @@ def published_points(spec: StudySpec) -> list[Any]:
     return points
 
 
+def heldout_points(rescored: Any, name: str) -> list[Any]:
+    """The held-out confirmation as plot points: per confirmed trial, the bias-corrected mean over the
+    held-out ranges with its interval (:func:`edmbench.study.confirm.confirmed`), at the trial's NFE."""
+    from edmbench.plots import HeldOut
+    from edmbench.study.confirm import confirmed
+
+    if rescored is None or rescored.empty:
+        return []
+    points = []
+    for item in confirmed(rescored.to_dict("records"), name).values():
+        if item.mean is not None:
+            points.append(HeldOut(item.nfe, item.mean.debiased, item.mean.interval, item.mean.num_images,
+                                  _short_role(item.role), item.mean.level))
+    return points
+
+
+def _short_role(role: str) -> str:
+    """"rank 1, baseline: EDM default (...)" -> "rank 1 = baseline"."""
+    import re
+
+    return " = ".join(dict.fromkeys(re.findall(r"rank \d+|baseline", role))) or role
+
+
 def known_floor(spec: StudySpec) -> Any:
     """The manifest's real-data FID floor for the model (``fid_floor``), when it was measured with the
     spec's extractor; else None."""
@@ -75,7 +98,8 @@ def write_report(study: Any, spec: StudySpec, outdir: str | Path, *,
     if not results.complete(table).empty:
         if objective.name == "fid":  # the published points and edmbench.plots are FID figures
             figure = plots.fid_vs_nfe(table, published_points(spec), floor=known_floor(spec),
-                                      title=f"{spec.name}: FID vs NFE")
+                                      title=f"{spec.name}: FID vs NFE", full_count=spec.metric.num_images,
+                                      heldout=heldout_points(rescored, objective.name))
             written["plots"] += _save(figure, outdir, "fid_vs_nfe")
             if spec.multi_objective:
                 figure = plots.fid_nfe_pareto(table, results.pareto_rows(table, spec))

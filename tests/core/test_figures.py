@@ -58,26 +58,57 @@ def _table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _published():
+    from edmbench.sampling.conventions import PointConvention
+    from edmbench.study._sections import PublishedPoint
+
+    return [PublishedPoint("EDM Table 2", 35, 1.97, "paper", PointConvention("zero", False)),
+            PublishedPoint("iPNDM", 5, 30.0, "paper", PointConvention("sigma_min", None))]
+
+
 def test_fid_vs_nfe_draws_lines_intervals_floor_and_published_points():
-    published = [SimpleNamespace(label="EDM Table 2", nfe=35, fid=1.97, nfe_convention="2N - 1")]
-    fig = plots.fid_vs_nfe(_table(), published, floor=plots.Floor(3.779, 2.081, 719))
+    t = plots.interval_scale(0.95, 10)  # t_{9, 0.975} = 2.262 (scipy stdtrit)
+    assert t == pytest.approx(2.2622, abs=1e-4)
+    table = _table()
+    table["num_images"] = 500
+    table.loc[(table["sampler"] == "heun") & (table["fid"] == 20.0), "num_images"] = 250  # not full count
+    heldout = [plots.HeldOut(9, 21.0, (20.0, 22.5), 2000, "rank 1"),
+               plots.HeldOut(19, 23.0, (22.0, 24.0), 2000, "baseline")]
+    fig = plots.fid_vs_nfe(table, _published(), floor=plots.Floor(3.779, 2.081, 719), full_count=500,
+                           heldout=heldout)
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert "euler (best per NFE)" in labels and "heun (best per NFE)" in labels
-    heun = next(c for c in ax.containers if c.get_label() == "heun (best per NFE)")
+    heun_label = "heun (best per NFE, search stage, n = 500)"
+    assert "euler (best per NFE, search stage, n = 500)" in labels and heun_label in labels
+    heun = next(c for c in ax.containers if c.get_label() == heun_label)
     line, _, (bars,) = heun.lines
-    assert list(line.get_xdata()) == [5.0, 9.0] and list(line.get_ydata()) == [60.0, 20.0]  # best per NFE
+    # best per NFE among full-count trials: the 20.0 trial stopped at 250 images, so 25.0 is drawn at NFE 9
+    assert list(line.get_xdata()) == [5.0, 9.0] and list(line.get_ydata()) == [60.0, 25.0]
     assert isinstance(bars, LineCollection)
-    spans = [seg[:, 1] for seg in bars.get_segments()]
-    assert [tuple(s) for s in spans] == [pytest.approx((54.0, 66.0)), pytest.approx((18.0, 22.0))]  # +- err
+    spans = [tuple(seg[:, 1]) for seg in bars.get_segments()]
+    assert spans == [pytest.approx((60 - 6 * t, 60 + 6 * t)), pytest.approx((25 - 2.5 * t, 25 + 2.5 * t))]
     floor = [lab for lab in labels if lab.startswith("real-data floor")]
     assert floor == ["real-data floor: 3.78 ± 2.08 (n = 719)"]
     stars = [c for c in ax.collections if isinstance(c, PathCollection) and "published" in c.get_label()]
-    assert len(stars) == 1 and stars[0].get_label() == "EDM Table 2 (published, NFE 2N - 1)"
-    assert np.allclose(stars[0].get_offsets(), [[35, 1.97]])
-    assert stars[0].get_facecolors().size == 0 or stars[0].get_facecolors()[0, 3] == 0  # hollow
-    assert np.allclose(stars[0].get_edgecolors()[0][:3], 0.0)  # black: not a sampler colour
-    assert ax.get_xlabel().startswith("NFE") and ax.get_ylabel() == "FID"
+    exact, flagged = stars
+    assert exact.get_label() == "EDM Table 2 (published; zero, no AFS, NFE counts calls)"
+    assert flagged.get_label().startswith("iPNDM (published; ~NFE 5: ") and "AFS use unverified" in \
+        flagged.get_label()
+    assert exact.get_linestyle()[0][1] is None and flagged.get_linestyle()[0][1] is not None  # dashed
+    assert np.allclose(exact.get_offsets(), [[35, 1.97]])
+    assert exact.get_facecolors().size == 0 or exact.get_facecolors()[0, 3] == 0  # hollow
+    assert np.allclose(exact.get_edgecolors()[0][:3], 0.0)  # black: not a sampler colour
+    held = [c for c in ax.containers if c.get_label().startswith("held-out confirmation")]
+    assert [c.get_label() for c in held] == ["held-out confirmation (95% interval, n = 2,000 per setting)"]
+    marks = [c for c in ax.containers if c not in held and c.get_label().startswith("_")]  # the second point
+    ys = sorted(float(c.lines[0].get_ydata()[0]) for c in [*held, *marks])
+    assert ys == [21.0, 23.0]
+    (seg,) = held[0].lines[2][0].get_segments()
+    assert tuple(seg[:, 1]) == pytest.approx((20.0, 22.5))  # the held-out interval, asymmetric
+    texts = [t.get_text() for t in ax.texts]
+    assert "rank 1" in texts and "baseline" in texts
+    assert any(t.startswith("error bars: 95% jackknife-t intervals") for t in texts)
+    assert ax.get_xlabel() == "NFE (network calls per image, counted)" and ax.get_ylabel() == "FID"
 
 
 def test_digits_sampler_plot_has_floor_and_plain_nfe_ticks(tmp_path):
