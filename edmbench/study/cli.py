@@ -100,9 +100,29 @@ def run_command(args: argparse.Namespace) -> int:
         print("interrupted: finished trials are kept; the running one is retried when you re-run "
               "the same command", file=sys.stderr)
         return 130
+    except Exception as exc:
+        failure = _storage_failure(exc, options.storage_url(spec))
+        if failure is exc:
+            raise
+        raise failure from exc
     if not args.no_report:
         finish(spec, dataclasses.replace(options, workers=1))
     return 0
+
+
+def _storage_failure(exc: Exception, url: str) -> Exception:
+    """A storage failure outside a trial (claiming or creating one: full disk, lost server) as one
+    :class:`StorageError` line naming the storage; any other exception unchanged. (A failure during a
+    trial already is a StorageError that says what happened to the trial.)"""
+    from edmbench.study.runner import is_storage_error
+    from edmbench.study.storage import StorageError
+
+    if isinstance(exc, StorageError) or not is_storage_error(exc):
+        return exc
+    cause = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    return StorageError(f"the study storage {url} could not be written ({cause}); finished trials are kept: "
+                        "re-run the same command once the storage is writable again (a trial left running "
+                        "is retried once it has no heartbeat for --grace seconds)")
 
 
 def finish(spec: Any, options: Any) -> None:

@@ -10,6 +10,8 @@ study that the next command finishes initialising.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -55,10 +57,8 @@ def open_storage(url: str) -> Any:
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend
-
         with storage_lock(url):
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=FlockLock(path)))
+            return optuna.storages.JournalStorage(_journal_backend(path))
     if "://" not in url:
         raise ValueError(f"storage {url!r} is not a URL: give e.g. sqlite:///runs/x/study.db, "
                          "postgresql+psycopg://user@host:5432/db or journal:runs/x/journal.log")
@@ -113,6 +113,70 @@ class FlockLock:
 
     def release(self) -> None:
         os.close(self._fds.pop())  # closing the descriptor releases the lock
+
+
+def _journal_backend(path: Path) -> Any:
+    """Optuna's file journal whose appends are all-or-nothing (:func:`_whole_line_journal`)."""
+    return _whole_line_journal()(str(path), lock_obj=FlockLock(path))
+
+
+@functools.cache
+def _whole_line_journal() -> type:
+    """Optuna's ``JournalFileBackend``, appending whole lines or nothing. A write that fails part-way (full
+    disk: ENOSPC, EFBIG) is cut back to where it began, and a torn last line left by an earlier writer
+    (killed mid-write, or a failed cut) is cut before the next append: Optuna would otherwise glue the next
+    record to it, and every later read of the journal would fail ("Invalid log format")."""
+    from optuna.storages.journal import JournalFileBackend
+
+    class WholeLineJournalBackend(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+            self._lock.acquire()
+            try:
+                _append_whole(self._file_path, data)
+            finally:
+                self._lock.release()
+
+    return WholeLineJournalBackend
+
+
+def _append_whole(path: str, data: bytes) -> None:
+    """Append ``data`` (whole lines) to ``path`` under the journal lock; on failure leave the file as it was.
+    A torn last line (no final newline) is cut first."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        start = _whole_lines_end(fd)
+        os.lseek(fd, start, os.SEEK_SET)
+        view, written = memoryview(data), 0
+        try:
+            while written < len(data):
+                written += os.write(fd, view[written:])
+            os.fsync(fd)  # a full disk may refuse only here (delayed allocation)
+        except BaseException as exc:
+            if isinstance(exc, OSError) or written < len(data):  # not an interrupt after a whole write
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)  # shrinking a file needs no free space
+            raise
+    finally:
+        os.close(fd)
+
+
+def _whole_lines_end(fd: int, chunk: int = 1 << 16) -> int:
+    """The size of ``fd``'s file up to its last newline, cutting a torn tail off the file if there is one."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        block = os.pread(fd, min(chunk, end), end - min(chunk, end))
+        cut = block.rfind(b"\n")
+        if cut >= 0:
+            end = end - len(block) + cut + 1
+            break
+        end -= len(block)
+    if end != size:
+        os.ftruncate(fd, end)
+    return end
 
 
 _PG_LOCK_KEY = 0x65646D62656E6368 & 0x7FFFFFFFFFFFFFFF  # "edmbench" as a signed 64-bit advisory-lock key

@@ -380,25 +380,84 @@ def _file_size_limit(limit: int):
 
 
 @pytest.mark.slow
-def test_full_disk_mid_search_is_reported_and_resumed(assets, tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_full_disk_mid_search_is_reported_and_resumed(assets, tmp_path, kind):
     """The storage file cannot grow (RLIMIT_FSIZE, as on a full disk): the command stops with one line that
-    names the storage failure and what happens to the trial; once there is room, the same command finishes
-    the budget with nothing left RUNNING."""
+    names the storage failure; once there is room, the same command finishes the budget with exactly the
+    requested trials and nothing left RUNNING. SQLite: no room at all (its pages fill first); journal: room
+    for about one more trial, so the append that fails is cut part-way through a trial's records."""
     name = "full"
-    db = tmp_path / "runs" / name / "study.db"
+    url = _url(kind, tmp_path, None)
+    store = Path(url.split(":", 1)[1].removeprefix("///"))
     text = spec_text(assets, name, n_trials=24, num_images=16, rungs="[8]", extra=NO_PRUNING)
     path = write_spec(tmp_path, text)
-    base = [str(path), "--no-progress", "--no-report", "--heartbeat", "0.3", "--grace", "2"]
+    base = [str(path), "--storage", url, "--no-progress", "--no-report", "--heartbeat", "0.3", "--grace", "2"]
     run_cli(*base, "--n-trials", "2", cwd=tmp_path, timeout=600)
+    size = store.stat().st_size
+    limit = size if kind == "sqlite" else size + size // 3 + 7  # journal: ~ one more trial, then torn
     args = [PYTHON, str(REPO / "run_study.py"), *base]
     proc = subprocess.run(args, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600,
-                          preexec_fn=_file_size_limit(db.stat().st_size))
+                          preexec_fn=_file_size_limit(limit))
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, proc.stderr
     assert lines[-1].startswith("error: ") and "could not be written" in lines[-1], proc.stderr
     assert "Traceback" not in proc.stderr
+    if kind == "journal":
+        assert store.read_bytes().endswith(b"\n") and store.stat().st_size <= limit
+        made = optuna.load_study(study_name=name, storage=open_storage(url)).trials
+        assert 2 < len(made) < 24, len(made)  # stopped mid-search
     run_cli(*base, cwd=tmp_path, timeout=600)
-    study = optuna.load_study(study_name=name, storage=open_storage(f"sqlite:///{db}"))
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
     trials = study.get_trials(deepcopy=False)
     assert not [t.number for t in trials if t.state.name in ("RUNNING", "WAITING")]
-    assert len([t for t in trials if ATTR_RETIRED not in t.system_attrs]) == 24
+    counted = [t for t in trials if ATTR_RETIRED not in t.system_attrs]
+    assert len(counted) == 24 and all(t.state.name == "COMPLETE" for t in counted), \
+        [(t.number, t.state.name) for t in trials]
+
+
+# ---- journal files: whole lines or nothing -----------------------------------------------------------
+
+def test_journal_torn_last_line_is_cut_before_the_next_append(tmp_path):
+    """A writer killed mid-append (or a failed cut-back) leaves a line without its newline: the next append
+    cuts it, instead of gluing its record onto it (which makes every later read fail)."""
+    url = _url("journal", tmp_path, None)
+    study = _grid_study(url, "torn", 2)
+    log = Path(url[len("journal:"):])
+    whole = log.read_bytes()
+    with log.open("ab") as f:
+        f.write(b'{"op_code":5,"worker_id":"dead","trial_id":0,"sta')  # torn: no newline
+    again = optuna.load_study(study_name="torn", storage=open_storage(url))
+    again.set_user_attr("after", 1)
+    assert log.read_bytes().startswith(whole) and log.read_bytes().endswith(b"\n")
+    fresh = optuna.load_study(study_name="torn", storage=open_storage(url))
+    assert fresh.user_attrs["after"] == 1 and len(fresh.get_trials(deepcopy=False)) == 2
+    assert study.get_trials(deepcopy=False)[0].state.name == "WAITING"
+
+
+def test_journal_append_that_fails_part_way_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """A full disk refuses an append after part of it was written: the part is cut back (the storage error
+    propagates), and the journal stays readable and appendable."""
+    import errno
+
+    from edmbench.study import storage
+
+    url = _url("journal", tmp_path, None)
+    study = _grid_study(url, "full", 2)
+    log = Path(url[len("journal:"):])
+    before = log.read_bytes()
+    real_write, calls = os.write, []
+
+    def full_disk(fd: int, data) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        study.set_user_attr("lost", "x" * 200)
+    monkeypatch.undo()
+    assert len(calls) == 2 and log.read_bytes() == before
+    study.set_user_attr("kept", 1)
+    fresh = optuna.load_study(study_name="full", storage=open_storage(url))
+    assert fresh.user_attrs.get("kept") == 1 and "lost" not in fresh.user_attrs
