@@ -57,8 +57,11 @@ def open_storage(url: str) -> Any:
     if url.startswith(JOURNAL_PREFIX):
         path = Path(url[len(JOURNAL_PREFIX):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        with storage_lock(url):
-            return optuna.storages.JournalStorage(_journal_backend(path))
+        try:
+            with storage_lock(url):
+                return optuna.storages.JournalStorage(_journal_backend(path))
+        except ValueError as exc:  # a line that is not a journal record (JSONDecodeError is a ValueError)
+            raise StorageError(_unreadable(url, exc)) from None
     if "://" not in url:
         raise ValueError(f"storage {url!r} is not a URL: give e.g. sqlite:///runs/x/study.db, "
                          "postgresql+psycopg://user@host:5432/db or journal:runs/x/journal.log")
@@ -91,6 +94,9 @@ def _unreadable(url: str, exc: BaseException) -> str:
     cause = str(getattr(exc, "orig", None) or exc.__cause__ or exc).splitlines()[0][:200]
     if url.startswith("sqlite:///"):
         return (f"{url[len('sqlite:///'):]} is not a readable study database ({cause}); move it away to "
+                "start a new study there, or give --storage another URL")
+    if url.startswith(JOURNAL_PREFIX):
+        return (f"{url[len(JOURNAL_PREFIX):]} is not a readable study journal ({cause}); move it away to "
                 "start a new study there, or give --storage another URL")
     return f"cannot open the study storage {url} ({cause})"
 

@@ -270,17 +270,19 @@ def test_live_trial_retired_elsewhere_does_not_kill_its_owner(tmp_path, kind):
         assert runner.enqueue_missing_retries(study) == 0  # reconciling again adds nothing
 
 
-def test_corrupt_study_db_is_one_clear_line(assets, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(("kind", "what"), [("sqlite", "database"), ("journal", "journal")])
+def test_corrupt_study_storage_is_one_clear_line(assets, tmp_path, monkeypatch, capsys, kind, what):
     from edmbench.study.cli import main as cli_main
 
-    db = tmp_path / "runs" / "corrupt" / "study.db"
-    db.parent.mkdir(parents=True)
-    db.write_bytes(b"this is not an SQLite database" * 100)
+    url = _url(kind, tmp_path, None)
+    store = Path(url.split(":", 1)[1].removeprefix("///"))
+    store.parent.mkdir(parents=True)
+    store.write_bytes(b"this is not a study storage\n" * 100)
     path = write_spec(tmp_path, spec_text(assets, "corrupt"))
     monkeypatch.chdir(tmp_path)
-    assert cli_main([str(path), "--no-progress", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert cli_main([str(path), "--no-progress", "--storage", url]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "is not a readable study database" in err[0] and "Traceback" not in err[0], err
+    assert len(err) == 1 and f"is not a readable study {what}" in err[0] and "Traceback" not in err[0], err
 
 
 @pytest.mark.postgres
