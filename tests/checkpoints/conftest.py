@@ -28,38 +28,8 @@ edm_format = _load_sibling("edm_format")
 # an embedded "module source" that would create a marker file if anyone executed it
 MODULE_SRC_TEMPLATE = "import pathlib\npathlib.Path({marker!r}).touch()\n"
 
-SONG_SMALL = dict(
-    model_type="SongUNet",
-    model_channels=16,
-    channel_mult=[1, 2],
-    num_blocks=1,
-    attn_resolutions=[4],
-    dropout=0.0,
-)
-DDPMPP = dict(
-    SONG_SMALL,
-    embedding_type="positional",
-    encoder_type="standard",
-    decoder_type="standard",
-    channel_mult_noise=1,
-    resample_filter=[1, 1],
-)
-NCSNPP = dict(
-    SONG_SMALL,
-    embedding_type="fourier",
-    encoder_type="residual",
-    decoder_type="standard",
-    channel_mult_noise=2,
-    resample_filter=[1, 3, 3, 1],
-)
-ADM_SMALL = dict(
-    model_type="DhariwalUNet",
-    model_channels=16,
-    channel_mult=[1, 2],
-    num_blocks=1,
-    attn_resolutions=[4],
-    dropout=0.0,
-)
+configs = _load_sibling("tiny_configs")  # the one owner of the tiny configurations
+SONG_SMALL, DDPMPP, NCSNPP, ADM_SMALL = configs.SONG_SMALL, configs.DDPMPP, configs.NCSNPP, configs.ADM_SMALL
 
 # every preconditioner x every architecture (DDPM++, NCSN++, ADM), tiny, 8x8, class-conditional, augment_dim
 CASES: dict[str, tuple[type[Precond], dict[str, Any]]] = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,15 +13,18 @@ from torch import nn
 from edmbench.denoisers.base import Denoiser
 from edmbench.denoisers.precond import EDMPrecond, VEPrecond, VPPrecond, iDDPMPrecond
 
-TINY = dict(
-    model_type="SongUNet",
-    model_channels=16,
-    channel_mult=[1, 2],
-    num_blocks=1,
-    attn_resolutions=[4],
-    dropout=0.0,
-)
-TINY_ADM = dict(TINY, model_type="DhariwalUNet")
+
+def _tiny_configs():
+    """``tiny_configs.py`` beside this file, by path (importlib test mode: no package imports)."""
+    spec = importlib.util.spec_from_file_location("precond_tiny_configs", Path(__file__).with_name(
+        "tiny_configs.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_CONFIGS = _tiny_configs()
+TINY, TINY_ADM = _CONFIGS.SONG_SMALL, _CONFIGS.ADM_SMALL
 
 
 class AffineBackbone(nn.Module):

@@ -29,29 +29,17 @@ HERE = Path(__file__).resolve().parent
 P = pickle  # opcode constants
 
 
-def _edm_format():
-    spec = importlib.util.spec_from_file_location(
-        "hostile_edm_format", HERE.parent / "checkpoints" / "edm_format.py"
-    )
+def _checkpoints_module(name: str):
+    """``tests/checkpoints/<name>.py``, loaded by path (this script also runs outside pytest)."""
+    path = HERE.parent / "checkpoints" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"hostile_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-EDM = _edm_format()
-SONG = dict(
-    model_type="SongUNet",
-    model_channels=16,
-    channel_mult=[1, 2],
-    num_blocks=1,
-    attn_resolutions=[4],
-    dropout=0.0,
-    embedding_type="positional",
-    encoder_type="standard",
-    decoder_type="standard",
-    channel_mult_noise=1,
-    resample_filter=[1, 1],
-)
+EDM = _checkpoints_module("edm_format")
+SONG = _checkpoints_module("tiny_configs").DDPMPP  # the checkpoint tests' tiny DDPM++ (one owner)
 
 
 def tiny_net():
