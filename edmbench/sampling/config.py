@@ -16,6 +16,7 @@ from typing import Any
 from edmbench.registry import close_match
 from edmbench.sampling.churn import Churn
 from edmbench.sampling.conventions import Convention
+from edmbench.sampling.discretizations import check_knobs
 from edmbench.sampling.knobs import KNOBS, PARENT_KNOBS, PARENTS, read_by, readers
 from edmbench.sampling.registry import SamplerInfo, get_sampler
 from edmbench.sampling.schedules import EPSILON_S
@@ -92,6 +93,7 @@ class SamplerConfig:
         if not (0 < self.epsilon_s < 1):
             raise ValueError(f"epsilon_s must be in (0, 1), got {self.epsilon_s}")
         self.convention  # noqa: B018 -- validates endpoint and afs
+        check_knobs(self.discretization, self.convention.num_levels(self.num_steps), self.to_dict())
 
     def _check_unused(self) -> None:
         defaults = self.defaults()

@@ -24,6 +24,16 @@ if TYPE_CHECKING:
 torch = lazy_module("torch")  # imported on first use: this module's metadata is read without torch
 
 
+class MissingKnobsError(ValueError):
+    """Raised by a discretisation's ``check`` when knobs it needs are absent (and nothing else is wrong):
+    ``missing`` names them. Spec validation tolerates it on partial configurations (searched knobs not yet
+    suggested) and reports it on complete ones."""
+
+    def __init__(self, message: str, missing: list[str]) -> None:
+        super().__init__(message)
+        self.missing = list(missing)
+
+
 @dataclass(frozen=True)
 class DiscretizationInfo:
     """A registered discretisation; ``levels`` and ``default_range`` receive the ``knobs`` by name."""
@@ -33,6 +43,8 @@ class DiscretizationInfo:
     default_range: Callable[..., tuple[float, float]]
     knobs: tuple[str, ...]
     description: str
+    # check(num_levels, **knobs): what can be refused before a denoiser is known (SamplerConfig calls it)
+    check: Callable[..., None] | None = None
 
 
 def _fractions(num_steps: int) -> Tensor:
@@ -128,6 +140,14 @@ def resolve_range(discretization: str, sigma_min: float | None, sigma_max: float
         raise ValueError(f"noise range [{lo}, {hi}] (after clamping to the denoiser's "
                          f"[{denoiser_min}, {denoiser_max}]) must satisfy 0 < sigma_min <= sigma_max < inf")
     return lo, hi
+
+
+def check_knobs(discretization: str, num_levels: int, knobs: Mapping[str, Any]) -> None:
+    """Raise if the knobs cannot make ``num_levels`` levels (the discretisation's ``check``, if any): called
+    when a SamplerConfig is built, so a bad combination fails there, not when the levels are made."""
+    info = DISCRETIZATIONS.get(discretization)
+    if info.check is not None:
+        info.check(num_levels, **_read(info, knobs))
 
 
 def noise_levels(discretization: str, num_steps: int, sigma_min: float, sigma_max: float,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from edmbench._lazy import lazy_module
-from edmbench.sampling.discretizations import DISCRETIZATIONS, DiscretizationInfo
+from edmbench.sampling.discretizations import DISCRETIZATIONS, DiscretizationInfo, MissingKnobsError
 from edmbench.sampling.knobs import KNOBS, Knob, register
 from edmbench.sampling.knots import KNOT_PREFIX, check_sigmas, knot_names, levels_from_fractions
 from edmbench.sampling.spacings import logsnr_levels, polynomial_levels, time_uniform_levels
@@ -54,27 +54,38 @@ def _knots_range(sigmas: tuple[float, ...] | None = None, **_: Any) -> tuple[flo
     return (sigmas[-1], sigmas[0]) if sigmas else EDM_RANGE
 
 
-def knots_levels(num_levels: int, sigma_min: float, sigma_max: float, sigmas: tuple[float, ...] | None = None,
-                 **knots: float | None) -> Tensor:
-    """The ``knots`` discretization's levels: the explicit ``sigmas`` or the fractions ``knot_k``."""
-    given = {name: u for name, u in knots.items() if u is not None}
+def check_knots(num_levels: int, sigmas: tuple[float, ...] | None = None, **knots: float | None) -> None:
+    """Refuse what no range can fix: both ``sigmas`` and fractions, a ``sigmas`` list of the wrong length, or
+    fractions that are not exactly ``knot_1 .. knot_{L-2}`` (one error naming the missing and the unused)."""
+    given = sorted((name for name, u in knots.items() if u is not None),
+                   key=lambda n: int(n[len(KNOT_PREFIX):]))
     if sigmas is not None:
         if given:
             raise ValueError(f"knots: give either sigmas or {KNOT_PREFIX}k fractions, not both "
-                             f"(got sigmas and {', '.join(sorted(given))})")
-        check_sigmas(list(sigmas), num_levels=num_levels, sigma_min=sigma_min * (1 - 1e-12),
-                     sigma_max=sigma_max * (1 + 1e-12))
-        return torch.tensor(sigmas, dtype=torch.float64)
+                             f"(got sigmas and {', '.join(given)})")
+        check_sigmas(list(sigmas), num_levels=num_levels)
+        return
     names = knot_names(num_levels)
     if len(names) > MAX_KNOTS:
         raise ValueError(f"knots: {num_levels} levels need {len(names)} fractions; at most {MAX_KNOTS}")
     missing = [n for n in names if n not in given]
-    unused = sorted(set(given) - set(names), key=lambda n: int(n[len(KNOT_PREFIX):]))
+    unused = [n for n in given if n not in names]
     if missing or unused:
-        raise ValueError(f"knots with {num_levels} levels needs exactly {names[0] if names else 'no knot'}"
-                         f"{'..' + names[-1] if len(names) > 1 else ''} (or sigmas = [...]); "
-                         f"missing: {missing or 'none'}, not used: {unused or 'none'}")
-    return levels_from_fractions([given[n] for n in names], sigma_min, sigma_max)
+        message = (f"knots with {num_levels} levels needs exactly {names[0] if names else 'no knot'}"
+                   f"{'..' + names[-1] if len(names) > 1 else ''} (or sigmas = [...]); "
+                   f"missing: {missing or 'none'}, not used: {unused or 'none'}")
+        raise ValueError(message) if unused else MissingKnobsError(message, missing)
+
+
+def knots_levels(num_levels: int, sigma_min: float, sigma_max: float, sigmas: tuple[float, ...] | None = None,
+                 **knots: float | None) -> Tensor:
+    """The ``knots`` discretization's levels: the explicit ``sigmas`` (checked against the resolved range)
+    or the fractions ``knot_k``; :func:`check_knots` first (SamplerConfig has already called it)."""
+    check_knots(num_levels, sigmas, **knots)
+    if sigmas is not None:
+        check_sigmas(list(sigmas), sigma_min=sigma_min * (1 - 1e-12), sigma_max=sigma_max * (1 + 1e-12))
+        return torch.tensor(sigmas, dtype=torch.float64)
+    return levels_from_fractions([knots[n] for n in knot_names(num_levels)], sigma_min, sigma_max)
 
 
 def _register() -> None:
@@ -93,7 +104,7 @@ def _register() -> None:
     knobs += [Knob(name, None, _check_knot, "searchable knots fraction (edmbench.sampling.knots)")
               for name in KNOT_KNOBS if name not in KNOBS]
     knots = DiscretizationInfo("knots", knots_levels, _knots_range, ("sigmas", *KNOT_KNOBS),
-                               "explicit or searched noise levels")
+                               "explicit or searched noise levels", check=check_knots)
     register("discretization", knots, *knobs)
 
 

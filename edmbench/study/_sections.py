@@ -68,10 +68,35 @@ class RescoreSpec:
 
 @dataclasses.dataclass(frozen=True)
 class PublishedPoint:
+    """A published FID at an NFE, with its source and how that NFE was counted (``convention``: an
+    ``edmbench.sampling.conventions.PointConvention``; None where the spec does not state it)."""
+
     label: str
     nfe: int
     fid: float
     source: str = ""
+    convention: Any = None
+
+    def on_axis(self, axis: Any = None) -> Any:
+        """This point on the axis of network calls per image (``conventions.to_axis``; ``axis``: the runs'
+        ``Convention``, default EDM's), exact or flagged."""
+        from edmbench.sampling.conventions import EDM, to_axis
+
+        return to_axis(self.nfe, self.convention, axis or EDM)
+
+    @staticmethod
+    def read_convention(r: Reader) -> Any:
+        """The optional ``convention`` table, as a PointConvention (problems collected, not raised)."""
+        from edmbench.sampling.conventions import PointConvention
+
+        table = r.table_of("convention")
+        if not table:
+            return None
+        try:
+            return PointConvention.from_dict(dict(table))
+        except (ValueError, KeyError) as err:
+            r.fail(f"convention: {err}")
+            return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,16 +204,17 @@ def read_rescore(table: Any, problems: list[str]) -> RescoreSpec | None:
 
 def read_published(items: Any, problems: list[str]) -> list[PublishedPoint]:
     if not isinstance(items, list):
-        problems.append("[[published]] must be an array of tables (label, nfe, fid, source)")
+        problems.append("[[published]] must be an array of tables (label, nfe, fid, source, convention)")
         return []
     out = []
     for i, item in enumerate(items):
         r = Reader(item, f"published.{i}", problems)
-        r.check_keys(["label", "nfe", "fid", "source"])
+        r.check_keys(["label", "nfe", "fid", "source", "convention"])
         out.append(PublishedPoint(label=r.string("label", required=True) or "",
                                   nfe=r.integer("nfe", required=True, minimum=1) or 1,
                                   fid=r.number("fid", required=True) or 0.0,
-                                  source=r.string("source", "") or ""))
+                                  source=r.string("source", "") or "",
+                                  convention=PublishedPoint.read_convention(r)))
     return out
 
 
@@ -256,11 +282,16 @@ def config_problems(fixed: dict[str, Any], space: Sequence[ParamSpec], enqueue: 
     return list(dict.fromkeys(problems))
 
 
-def _config_error(knobs: dict[str, Any]) -> str | None:
+def _config_error(knobs: dict[str, Any], partial: bool = False) -> str | None:
+    """SamplerConfig's refusal of ``knobs``, if any; a ``partial`` probe (searched knobs not yet suggested)
+    tolerates only missing knobs, which the complete corners then judge."""
     from edmbench.sampling import SamplerConfig
+    from edmbench.sampling.discretizations import MissingKnobsError
 
     try:
         SamplerConfig.from_dict(knobs)
+    except MissingKnobsError as exc:
+        return None if partial else str(exc)
     except (ValueError, TypeError, KeyError) as exc:
         return str(exc)
     return None
@@ -268,13 +299,13 @@ def _config_error(knobs: dict[str, Any]) -> str | None:
 
 def _each_value_problems(fixed: dict[str, Any], space: Sequence[ParamSpec]) -> list[str]:
     """The fixed knobs alone, and each parent choice on its own (unknown names, bad values)."""
-    problems = [] if (exc := _config_error(fixed)) is None else [f"[fixed]: {exc}"]
+    problems = [] if (exc := _config_error(fixed, partial=True)) is None else [f"[fixed]: {exc}"]
     fixed_parents = {k: v for k, v in fixed.items() if k in parent_knobs()}
     for p in space:
         if p.name in parent_knobs():
             values = p.choices if p.kind == "categorical" else (p.low, p.high)
             problems += [f"[space.{p.name}] value {v!r}: {exc}" for v in values
-                         if (exc := _config_error({**fixed_parents, p.name: v})) is not None]
+                         if (exc := _config_error({**fixed_parents, p.name: v}, partial=True)) is not None]
     return problems
 
 

@@ -53,7 +53,16 @@ def _describe(p: Any) -> str:
 
 
 def _nfe(spec: StudySpec, knobs: dict[str, Any]) -> int:
-    return sampler_config(spec.fixed, active({**spec.fixed, **knobs})).nfe
+    from edmbench.sampling.discretizations import MissingKnobsError
+
+    full = active({**spec.fixed, **knobs})
+    try:
+        return sampler_config(spec.fixed, full).nfe
+    except MissingKnobsError as exc:  # searched knobs the NFE does not depend on (knot_k): their low ends
+        lows = {p.name: p.low for p in spec.space if p.name in exc.missing}
+        if set(lows) != set(exc.missing):
+            raise
+        return sampler_config(spec.fixed, {**full, **lows}).nfe
 
 
 def _nfe_corners(spec: StudySpec) -> list[int]:

@@ -53,9 +53,16 @@ def test_searched_knots_enqueue_rho7():
     ({"num_steps": 3, "discretization": "knots", "sigmas": [80, 1, 0.002, 0.001]}, "has 4 non-zero levels"),
     ({"num_steps": 3, "discretization": "knots", "sigmas": [80, 1, 0.002], "knot_1": 0.2}, "not both"),
 ])
-def test_bad_knots_configs(kw, message):
-    with pytest.raises(ValueError, match=message):
-        sigmas_for(_config(**kw))
+def test_bad_knots_configs_refused_at_construction(kw, message):
+    with pytest.raises(ValueError, match=message) as err:
+        _config(**kw)  # SamplerConfig itself refuses: no denoiser or sigma build needed
+    assert str(err.value).count("\n") == 0  # one line
+
+
+def test_knots_sigmas_outside_the_denoisers_range_refused_at_sigma_build():
+    config = _config(num_steps=3, discretization="knots", sigmas=[80, 1, 0.002], sigma_min=0.01)
+    with pytest.raises(ValueError, match="below sigma_min"):
+        sigmas_for(config)
 
 
 @pytest.mark.parametrize(("kw", "message"), [
