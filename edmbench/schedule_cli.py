@@ -26,22 +26,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument("--discretization", required=True, choices=DISCRETIZATIONS.names())
     show.add_argument("--num-steps", type=int, required=True)
     show.add_argument("--rho", type=float, help="edm/polynomial exponent (default: SamplerConfig's)")
-    show.add_argument("--sigma-min", type=float)
-    show.add_argument("--sigma-max", type=float)
-    show.add_argument("--endpoint", choices=ENDPOINTS, default="zero")
+    show.add_argument("--sigma-min", type=float, help="default: the discretization's")
+    show.add_argument("--sigma-max", type=float, help="default: the discretization's")
+    show.add_argument("--endpoint", choices=ENDPOINTS, help="default: SamplerConfig's")
     show.set_defaults(func=_show)
     opt = sub.add_parser("optimise", help="GITS-style dynamic programme over a Heun teacher trajectory")
     opt.add_argument("--model", required=True, help="manifest name or path of the denoiser")
     opt.add_argument("--sampler", required=True, choices=SAMPLERS.names())
     opt.add_argument("--num-steps", type=int, required=True)
-    opt.add_argument("--endpoint", choices=ENDPOINTS, default="zero")
-    opt.add_argument("--sigma-min", type=float, default=0.002)
-    opt.add_argument("--sigma-max", type=float, default=80.0)
-    opt.add_argument("--num-samples", type=int, default=256, help="teacher seeds (default 256)")
-    opt.add_argument("--seed-start", type=int, default=0)
-    opt.add_argument("--grid-size", type=int, default=60, help="fine-grid levels (default 60)")
-    opt.add_argument("--substeps", type=int, default=4, help="teacher Heun sub-steps per interval "
-                     "(default 4)")
+    # defaults (None here) are the owners': Convention's end point, optimise_schedule's keyword defaults
+    opt.add_argument("--endpoint", choices=ENDPOINTS, help="default: EDM's (zero)")
+    opt.add_argument("--sigma-min", type=float, help="default: optimise_schedule's (EDM's range)")
+    opt.add_argument("--sigma-max", type=float, help="default: optimise_schedule's (EDM's range)")
+    opt.add_argument("--num-samples", type=int, help="teacher seeds (default: optimise_schedule's)")
+    opt.add_argument("--seed-start", type=int, help="first teacher seed (default: optimise_schedule's)")
+    opt.add_argument("--grid-size", type=int, help="fine-grid levels (default: optimise_schedule's)")
+    opt.add_argument("--substeps", type=int, help="teacher Heun sub-steps per interval (default: "
+                     "optimise_schedule's)")
     opt.add_argument("--device", default="cpu")
     opt.add_argument("--out", help="write the TOML snippet here (default: print it)")
     opt.set_defaults(func=_optimise)
@@ -50,20 +51,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _show(args: argparse.Namespace) -> int:
     from edmbench.sampling import SamplerConfig, sigmas_for
 
-    knobs = {"rho": args.rho} if args.rho is not None else {}
+    given = {k: getattr(args, k) for k in ("rho", "sigma_min", "sigma_max", "endpoint")}
     config = SamplerConfig.from_dict({"num_steps": args.num_steps, "discretization": args.discretization,
-                                      "sigma_min": args.sigma_min, "sigma_max": args.sigma_max,
-                                      "endpoint": args.endpoint, **knobs})
+                                      **{k: v for k, v in given.items() if v is not None}})
     print("sigmas = [" + ", ".join(f"{s:.10g}" for s in sigmas_for(config).tolist()) + "]")
     return 0
 
 
-def _check(args: argparse.Namespace) -> None:
+OPTIMISE_OPTIONS = ("sigma_min", "sigma_max", "num_samples", "seed_start", "grid_size", "substeps", "device")
+
+
+def _check(args: argparse.Namespace) -> dict:
+    """The given optimiser options (None = optimise_schedule's default), counts checked >= 1."""
     for name in ("num_steps", "num_samples", "grid_size", "substeps"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0 < args.sigma_min < args.sigma_max:
-        raise ValueError(f"need 0 < --sigma-min < --sigma-max, got {args.sigma_min}, {args.sigma_max}")
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    lo, hi = args.sigma_min, args.sigma_max
+    if (lo is not None and lo <= 0) or (None not in (lo, hi) and not lo < hi):
+        raise ValueError(f"need 0 < --sigma-min < --sigma-max, got {lo}, {hi}")
+    return {k: getattr(args, k) for k in OPTIMISE_OPTIONS if getattr(args, k) is not None}
 
 
 def snippet(result) -> str:
@@ -85,16 +92,14 @@ def snippet(result) -> str:
 
 
 def _optimise(args: argparse.Namespace) -> int:
-    _check(args)
+    options = _check(args)
     from edmbench import pretrained
     from edmbench.sampling.conventions import Convention
     from edmbench.sampling.optimise import optimise_schedule
 
     denoiser = pretrained.load(args.model, device=args.device)
-    result = optimise_schedule(denoiser, args.sampler, args.num_steps, sigma_min=args.sigma_min,
-                               sigma_max=args.sigma_max, convention=Convention(args.endpoint),
-                               num_samples=args.num_samples, seed_start=args.seed_start,
-                               grid_size=args.grid_size, substeps=args.substeps, device=args.device)
+    convention = Convention() if args.endpoint is None else Convention(args.endpoint)
+    result = optimise_schedule(denoiser, args.sampler, args.num_steps, convention=convention, **options)
     text = snippet(result)
     if args.out:
         Path(args.out).write_text(text)

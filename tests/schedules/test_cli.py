@@ -51,3 +51,9 @@ def test_optimise_writes_a_knots_snippet_a_config_accepts(gmm, tmp_path):
     assert f"sigma_min = {ends['sigma_min']:.10g}" in text  # the knot fractions are relative to these ends
     knots = SamplerConfig.from_dict({**data["fixed"], "sigmas": None, **ends, **data["enqueue"][0]["params"]})
     torch.testing.assert_close(sigmas_for(knots), sigmas, rtol=1e-9, atol=0)
+
+
+def test_one_thread_fixture_is_active():
+    import torch
+
+    assert torch.get_num_threads() == 1  # tests/conftest.py's one_thread, requested by this directory
