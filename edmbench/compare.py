@@ -83,7 +83,7 @@ def _score(denoiser: Any, config: Any, seeds: Any, extractor: Any, reference: An
         kwargs["meters"] = {objective.name: objective.meter(denoiser, config, seeds, device)}
     rung = list(score_rungs(denoiser, config, seeds, extractor, reference, groups=groups, level=level,
                             device=device, **kwargs))[-1]
-    return rung.n, objective.score(rung)
+    return rung.num_images, objective.score(rung)
 
 
 def _describe(config: Any) -> str:

@@ -97,7 +97,8 @@ def sampler_sweep(denoiser, n: int, reference: ReferenceStats, extractor,
     for sampler, num_steps in sweep:
         config = SamplerConfig(sampler=sampler, num_steps=num_steps)
         result = model_fid(denoiser, config, n, reference, extractor)
-        rows.append({"sampler": sampler, "num_steps": num_steps, "nfe": config.nfe, "num_images": result.n,
+        rows.append({"sampler": sampler, "num_steps": num_steps, "nfe": config.nfe,
+                     "num_images": result.num_images,
                      "fid": result.fid, "fid_err": result.fid_err})
         print(json.dumps(rows[-1]), flush=True)
     return rows
@@ -107,7 +108,8 @@ def markdown_table(rows: Sequence[dict], floor: RungResult) -> str:
     """Sampler comparison as a Markdown table (FID-digits +- jackknife standard error)."""
     lines = ["| model | sampler | num_steps | nfe | n | FID-digits |",
              "| --- | --- | --- | --- | --- | --- |",
-             f"| real half A vs B (floor) | - | - | - | {floor.n} | {floor.fid:.3f} ± {floor.fid_err:.3f} |"]
+             f"| real half A vs B (floor) | - | - | - | {floor.num_images} | {floor.fid:.3f} ± "
+             f"{floor.fid_err:.3f} |"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['sampler']} | {r['num_steps']} | {r['nfe']} | {r['num_images']} | "
                      f"{r['fid']:.3f} ± {r['fid_err']:.3f} |")
@@ -150,7 +152,7 @@ def summary(rows: list[dict], floor: RungResult, accuracy: float, cond_n: int) -
     """The issue's checks: Heun-35 / floor, Euler-10 - Heun-35 against the summed error bars, accuracy."""
     heun = next(r for r in rows if r["model"] == "digits-edm-uncond" and r["nfe"] == 35)
     euler = next(r for r in rows if r["model"] == "digits-edm-uncond" and r["nfe"] == 10)
-    return {"floor": {"num_images": floor.n, "fid": floor.fid, "fid_err": floor.fid_err},
+    return {"floor": {"num_images": floor.num_images, "fid": floor.fid, "fid_err": floor.fid_err},
             "heun35_over_floor": heun["fid"] / floor.fid, "euler10_minus_heun35": euler["fid"] - heun["fid"],
             "combined_error": euler["fid_err"] + heun["fid_err"],
             "conditional_accuracy": accuracy, "conditional_n": cond_n}
@@ -176,13 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     half_a, half_b = real_halves()
     reference = reference_stats(half_b, extractor, keep_features=False)
     floor = fid_with_error(extract_features(extractor, half_a), reference)
-    print(f"floor: FID-digits(real half A, half B) = {floor.fid:.3f} ± {floor.fid_err:.3f} at n={floor.n}")
+    print(f"floor: FID-digits(real half A, half B) = {floor.fid:.3f} ± {floor.fid_err:.3f} "
+          f"at n={floor.num_images}")
     rows = []
     for name in ("digits-edm-uncond", "digits-edm-cond"):
         sweep = SWEEP if name == "digits-edm-uncond" and not args.quick else (("euler", 10), ("heun", 18))
-        results = sampler_sweep(load(name), floor.n, reference, extractor, sweep)
+        results = sampler_sweep(load(name), floor.num_images, reference, extractor, sweep)
         rows += [{"model": name, **r} for r in results]
-    rows += gmm_rows(floor.n, extractor)
+    rows += gmm_rows(floor.num_images, extractor)
     accuracy = conditional_accuracy(load("digits-edm-cond"), SamplerConfig(), range(args.cond_n),
                                     extractor.classifier)
     report = summary(rows, floor, accuracy, args.cond_n)

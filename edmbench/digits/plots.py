@@ -36,7 +36,7 @@ def sampler_plot(rows: Sequence[dict], floor, path: str | Path) -> Path:
     fig, ax = fid_axes(f"digits-edm-uncond: FID-digits vs NFE, n = {rows[0]['num_images']} images per point",
                        figsize=(6.4, 4.4))
     draw_sampler_lines(ax, rows)
-    draw_floor(ax, Floor(floor.fid, floor.fid_err, floor.n, "real-data floor (half A vs half B)"))
+    draw_floor(ax, Floor(floor.fid, floor.fid_err, floor.num_images, "real-data floor (half A vs half B)"))
     finish_fid_axes(ax, ylabel="FID-digits", log=True)
     return _save(fig, path)
 

@@ -188,7 +188,7 @@ def run_fid(args: argparse.Namespace) -> int:
 
 def _print_result(result, seeds: str) -> None:
     for rung in result.rungs[:-1]:
-        print(f"  rung n={rung.n}: FID {rung.fid:.5g} +- {rung.fid_err:.3g}")
+        print(f"  rung num_images={rung.num_images}: FID {rung.fid:.5g} +- {rung.fid_err:.3g}")
     print(f"seeds {seeds}: {result.summary()}")
     shown = ("kid", "kid_std", "precision", "recall", "f_score")
     extra = {k: v for k, v in result.extra.items() if k in shown}

@@ -182,9 +182,10 @@ def evaluate_fid(denoiser, config, seeds: str | Sequence[int], reference: Refere
               "seeds": format_seeds(seeds), "num_images": len(seeds), "class_policy": class_policy,
               "extractor": extractor_name, "reference": reference.provenance, "uncertainty": uncertainty,
               "groups": groups, "noise_device": str(noise_device), "batch_size": batch_size}
-    return FIDResult(fid=last.fid, num_images=last.n, fid_err=last.fid_err, fid_debiased=last.fid_debiased,
-                     interval=last.interval, level=last.level, nfe=last.nfe, wall_time_s=wall,
-                     images_per_second=last.n / wall, extra=last.extra, rungs=results, provenance=record)
+    return FIDResult(fid=last.fid, num_images=last.num_images, fid_err=last.fid_err,
+                     fid_debiased=last.fid_debiased, interval=last.interval, level=last.level,
+                     nfe=last.nfe, wall_time_s=wall, images_per_second=last.num_images / wall,
+                     extra=last.extra, rungs=results, provenance=record)
 
 
 @dataclass

@@ -75,7 +75,8 @@ def confirm(study: Any, spec: StudySpec, scorer: Any) -> list[dict[str, Any]]:
             score = scores[objective.name]
             study.set_user_attr(key, {
                 "number": number, "role": role, f"search_{objective.name}": search_value, "nfe": config.nfe,
-                "seed_start": seeds.start, "seeds": f"{seeds.start}-{seeds.stop - 1}", "num_images": final.n,
+                "seed_start": seeds.start, "seeds": f"{seeds.start}-{seeds.stop - 1}",
+                "num_images": final.num_images,
                 objective.name: float(score.value), objective.err_column: _finite(score.err),
                 "loo": heldout_loo(objective.name, final, score, seeds),
                 "wall_time_s": round(time.perf_counter() - start, 3), **trial.params})

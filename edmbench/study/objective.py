@@ -66,9 +66,9 @@ class Scorer:
             primary = image_objectives[0]
             value = scores[primary.name].value
             if not math.isfinite(value):
-                raise FloatingPointError(f"{primary.label} is {value} at {result.n} images")
+                raise FloatingPointError(f"{primary.label} is {value} at {result.num_images} images")
             if progress is not None:
-                progress.rung(result.n, value, primary.label)
+                progress.rung(result.num_images, value, primary.label)
             yield result, scores
 
 
@@ -158,21 +158,21 @@ class StudyObjective:
         counter, scores = _CountingProgress(progress), {}
         try:
             for result, scores in self.scorer.score(config, spec.seeds, spec.metric.rungs, counter):
-                if result.n < spec.metric.num_images and not spec.multi_objective:
+                if result.num_images < spec.metric.num_images and not spec.multi_objective:
                     value = scores[primary.name].value
-                    write_rung_evidence(trial, result.n, value, scores[primary.name].loo)
-                    trial.report(value, result.n)
+                    write_rung_evidence(trial, result.num_images, value, scores[primary.name].loo)
+                    trial.report(value, result.num_images)
                     if trial.should_prune():
-                        reason = (f"{primary.label} {value:.4g} at {result.n} images is worse than the "
-                                  "pruner's threshold")
-                        self._record(trial, scores, result.n, start, pruned_reason=reason)
+                        reason = (f"{primary.label} {value:.4g} at {result.num_images} images is worse "
+                                  "than the pruner's threshold")
+                        self._record(trial, scores, result.num_images, start, pruned_reason=reason)
                         raise optuna.TrialPruned()
         except optuna.TrialPruned:
             raise
         except BaseException:  # a failed or interrupted trial still records how far it got
             self._record(trial, scores, counter.images, start)
             raise
-        self._record(trial, scores, result.n, start)
+        self._record(trial, scores, result.num_images, start)
         values = [float(config.nfe) if get_objective(n).cost else scores[n].value for n in spec.objectives]
         return tuple(values) if spec.multi_objective else values[0]
 

@@ -58,8 +58,8 @@ def main(out: str, mode: str, weights: str | None = None) -> int:
                                   on_batch=lambda b: generated.extend(b.seeds)):
             if mode == "die" and rank == 1:
                 os._exit(3)
-            results.append({"num_images": result.n, "fid": result.fid, "fid_loo": list(result.fid_loo),
-                            "kid": result.extra["kid"], "nfe": result.nfe})
+            results.append({"num_images": result.num_images, "fid": result.fid,
+                            "fid_loo": list(result.fid_loo), "kid": result.extra["kid"], "nfe": result.nfe})
             if mode == "prune" and rank == 0:
                 break
     except ShardError as err:

@@ -33,7 +33,7 @@ def test_ref_then_fid_match_the_python_api(files, capsys, monkeypatch):
             "--set", "s_churn=0.5", "--rungs", "30", "--batch-size", "25", "--json", str(files / "out.json")]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "rung n=30" in out and "num_images=60 NFE=5" in out
+    assert "rung num_images=30" in out and "num_images=60 NFE=5" in out
     record = json.loads((files / "out.json").read_text())
     config = SamplerConfig(sampler="heun", num_steps=3, s_churn=0.5)
     expected = evaluate_fid(GaussianMixtureDenoiser.from_npz(files / "gmm.npz"), config, "0-59",

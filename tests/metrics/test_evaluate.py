@@ -25,7 +25,7 @@ def test_evaluate_fid_record_and_saved_pngs_score_the_same_elsewhere(tmp_path, g
                                                                      reference):
     result = evaluate_fid(gaussian, CONFIG, "0-119", reference, "random-conv", batch_size=32, rungs=[80],
                           outdir=tmp_path / "png")
-    assert result.num_images == 120 and [r.n for r in result.rungs] == [80, 120]
+    assert result.num_images == 120 and [r.num_images for r in result.rungs] == [80, 120]
     assert result.nfe == CONFIG.nfe == 7  # counted per image; Heun 2N - 1
     assert result.interval[0] < result.fid_debiased < result.interval[1] and result.fid_err > 0
     assert result.provenance["seeds"] == "0-119" and result.provenance["sampler"]["num_steps"] == 4

@@ -25,7 +25,7 @@ def test_pipeline_fid_of_images_against_their_own_reference_is_zero(extractor, m
     images = make_images(200, seed=12)
     reference = compute_reference(images.split(64), extractor)
     (result,) = fid_at_rungs(images.split(50), extractor, reference, uncertainty=None)
-    assert result.n == 200 and abs(result.fid) < 1e-9 * np.trace(reference.sigma)
+    assert result.num_images == 200 and abs(result.fid) < 1e-9 * np.trace(reference.sigma)
 
 
 def test_fid_closed_form_for_diagonal_gaussians():
@@ -54,7 +54,7 @@ def test_pipeline_matches_torch_fidelity_calculate_metrics(extractor, make_image
     (result,) = fid_at_rungs(gen.split(64), extractor, reference, kid_pr=options)
     expected = _tf_metrics(gen, ref_images, as_dataset, fid=True, kid=True, prc=True, kid_subsets=20,
                            kid_subset_size=150)
-    assert result.n == 300
+    assert result.num_images == 300
     # design.md: float32 network outputs 1e-6 (torch-fidelity keeps mu in float32, we use float64)
     assert result.fid == pytest.approx(expected["frechet_inception_distance"], rel=1e-6)
     assert result.extra["kid"] == pytest.approx(expected["kernel_inception_distance_mean"], rel=1e-6)
@@ -78,11 +78,11 @@ def test_rungs_come_from_one_stream_and_equal_fresh_runs(extractor, make_images)
     for result in fid_at_rungs(batches(), extractor, reference, rungs=[70, 130, 200], groups=5):
         results.append(result)
         # lazily consumed: only the batches needed for this rung have been generated (32 per batch)
-        assert len(consumed) == math.ceil(result.n / 32)
-    assert [r.n for r in results] == [70, 130, 200]
+        assert len(consumed) == math.ceil(result.num_images / 32)
+    assert [r.num_images for r in results] == [70, 130, 200]
     assert len(consumed) == 7  # 200 images = 7 batches; the 8th (images 224-229) was never requested
     for r in results:
-        (fresh,) = fid_at_rungs([gen[: r.n]], extractor, reference, groups=5)
+        (fresh,) = fid_at_rungs([gen[: r.num_images]], extractor, reference, groups=5)
         # same rows, same groups, different batch boundaries: equal to rounding (rungs > D = 64 rows, so
         # the covariance is full rank and the eigenvalue square roots do not amplify the rounding)
         assert r.fid == pytest.approx(fresh.fid, rel=1e-9)
@@ -156,7 +156,7 @@ def test_error_bar_coverage_on_gaussian_features():
 def test_without_uncertainty_there_is_no_error_bar(extractor, make_images):
     reference = compute_reference([make_images(60, seed=8)], extractor)
     (r,) = fid_at_rungs([make_images(40, seed=9)], extractor, reference, uncertainty=None)
-    assert r.n == 40 and math.isnan(r.fid_err) and r.fid > 0
+    assert r.num_images == 40 and math.isnan(r.fid_err) and r.fid > 0
     features = extract_features(extractor, make_images(40, seed=9))
     # 40 rows in D = 64: the covariance has rank 39, and the square roots of its ~1e-16 zero eigenvalues
     # (two algebraic paths: shifted sums vs Chan's centred merge) contribute ~1e-8 each

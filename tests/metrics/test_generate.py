@@ -179,5 +179,5 @@ def test_a_pruned_evaluation_never_generates_past_its_rung(extractor):
     rungs = score_rungs(counting, config, range(300), extractor, reference, [100, 200], batch_size=64)
     result = next(rungs)
     rungs.close()  # the pruner's decision at the first rung: stop
-    assert result.n == 100
+    assert result.num_images == 100
     assert counting.sample_evaluations == 100 * config.nfe  # exactly the rung's images, none past it

@@ -33,9 +33,9 @@ def objective(scoring):
         config = SamplerConfig.from_dict({"sampler": "heun", "num_steps": trial.suggest_int("num_steps", 2, 8)})  # noqa: E501
         for result in score_rungs(denoiser, config, range(NUM_IMAGES), extractor, reference, RUNGS,
                                   batch_size=100, class_policy=None):
-            if result.n < NUM_IMAGES:
-                write_rung_evidence(trial, result.n, result.fid, result.fid_loo)
-                trial.report(result.fid, result.n)
+            if result.num_images < NUM_IMAGES:
+                write_rung_evidence(trial, result.num_images, result.fid, result.fid_loo)
+                trial.report(result.fid, result.num_images)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
         return result.fid
@@ -113,9 +113,9 @@ def scored_objective(scoring, name: str, kid_pr=None, meter=None):
         for result in score_rungs(denoiser, config, range(NUM_IMAGES), extractor, reference, RUNGS,
                                   batch_size=50, class_policy=None, kid_pr=kid_pr, meters=meters):
             score = scored.score(result)
-            if result.n < NUM_IMAGES:
-                write_rung_evidence(trial, result.n, score.value, score.loo)
-                trial.report(score.value, result.n)
+            if result.num_images < NUM_IMAGES:
+                write_rung_evidence(trial, result.num_images, score.value, score.loo)
+                trial.report(score.value, result.num_images)
                 if trial.should_prune():
                     raise optuna.TrialPruned()
         return score.value
