@@ -52,14 +52,31 @@ class Probe:
     """Trial counts by state, read from the storage without taking edmbench's locks."""
 
     def __init__(self, url: str, name: str) -> None:
-        self.url, self.name, self._storage = url, name, None
+        self.url, self.name, self._storage, self._engine = url, name, None, None
 
     def exists(self) -> bool:
+        """The storage is being created: its file exists (SQLite, journal), or the study's row (PostgreSQL,
+        whose tables outlive each study), before any trial is enqueued."""
         if self.url.startswith("sqlite:///"):
             return Path(self.url[len("sqlite:///"):]).exists()
         if self.url.startswith("journal:"):
             return Path(self.url[len("journal:"):]).exists()
-        return self.states() is not None
+        try:
+            return bool(self._pg(f"SELECT count(*) FROM studies WHERE study_name = '{self.name}'")[0][0])
+        except Exception:  # tables not created yet
+            return False
+
+    def _pg(self, query: str) -> list:
+        import sqlalchemy
+
+        if self._engine is None:  # one connection for all polls (a new one each poll costs a server fork)
+            self._engine = sqlalchemy.create_engine(self.url, pool_size=1)
+        with self._engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(query)).fetchall()
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
     def states(self) -> dict[str, int] | None:
         try:
@@ -75,14 +92,7 @@ class Probe:
             if self.url.startswith("sqlite:///"):
                 with contextlib.closing(sqlite3.connect(self.url[len("sqlite:///"):], timeout=30)) as conn:
                     return dict(conn.execute(query).fetchall())
-            import sqlalchemy
-
-            engine = sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.pool.NullPool)
-            try:
-                with engine.connect() as conn:
-                    rows = conn.execute(sqlalchemy.text(query)).fetchall()
-            finally:
-                engine.dispose()
+            rows = self._pg(query)
             return {r[0]: r[1] for r in rows} if rows else None
         except Exception:  # tables or study not created yet
             return None
@@ -143,9 +153,11 @@ def fault_case(assets, tmp_path: Path, storage: str, workers: int, sig: str, mom
                      extra=NO_PRUNING)
     path = write_spec(tmp_path, text)
     common = [str(path), "--storage", url, "--workers", str(workers), *FAST]
+    probe = Probe(url, name)
     try:
         rc = _interrupt([PYTHON, str(REPO / "run_study.py"), *common, "--no-report"], tmp_path,
-                        Probe(url, name), moment, sig)
+                        probe, moment, sig)
+        probe.close()
         assert rc in (0, 130, -signal.SIGKILL), rc
         tail = () if report else ("--no-report",)
         run_cli(*common, *tail, cwd=tmp_path, timeout=600)
@@ -153,6 +165,7 @@ def fault_case(assets, tmp_path: Path, storage: str, workers: int, sig: str, mom
         if report:
             assert (tmp_path / "runs" / name / "summary.md").is_file()
     finally:
+        probe.close()
         if storage == "postgres":
             with contextlib.suppress(KeyError):
                 optuna.delete_study(study_name=name, storage=url)
