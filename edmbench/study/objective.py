@@ -10,6 +10,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 from edmbench.study._sections import resolve_path
@@ -47,21 +48,45 @@ class Scorer:
     batch_size: int
     class_policy: str | int | None
     objectives: tuple[str, ...] = (DEFAULT_OBJECTIVE,)
+    shard: Any = None  # an edmbench.metrics.shard.Shard: each evaluation split over the ranks
 
-    def score(self, config: Any, seeds: range, rungs: tuple[int, ...], progress: Any = None) -> Iterator[Any]:
-        """Yield ``(RungResult, {objective: Score})`` at each rung and at ``len(seeds)`` (the final one) via
-        the one scoring pipeline, :func:`edmbench.metrics.evaluate.score_rungs`."""
+    def rungs(self, config: Any, seeds: range, rungs: tuple[int, ...], on_batch: Any = None) -> Iterator[Any]:
+        """``RungResult`` at each rung and at ``len(seeds)``: the one scoring pipeline,
+        :func:`edmbench.metrics.evaluate.score_rungs` (sharded over the ranks when ``shard`` is set)."""
         from edmbench.metrics.evaluate import score_rungs
         from edmbench.metrics.kid_pr import KIDPROptions
 
-        image_objectives = [get_objective(n) for n in self.objectives if not get_objective(n).cost]
         meters = {o.name: o.meter(self.denoiser, config, seeds, self.device)
-                  for o in image_objectives if o.meter is not None}
+                  for o in self._image_objectives() if o.meter is not None}
+        if self.shard is not None and meters:  # refused before rank 0 announces work the others would wait on
+            raise ValueError(f"objectives {', '.join(meters)} use a per-image meter, which does not merge "
+                             "across ranks: run this study without torchrun")
         kid_pr = KIDPROptions(kid=True) if needs_kid(self.objectives) else None
-        counter = _Counter(progress)
-        for result in score_rungs(self.denoiser, config, seeds, self.extractor, self.reference, rungs,
-                                  batch_size=self.batch_size, class_policy=self.class_policy,
-                                  device=self.device, kid_pr=kid_pr, meters=meters, on_batch=counter):
+        return score_rungs(self.denoiser, config, seeds, self.extractor, self.reference, rungs,
+                           batch_size=self.batch_size, class_policy=self.class_policy, device=self.device,
+                           kid_pr=kid_pr, meters=meters, on_batch=on_batch, shard=self.shard)
+
+    def score(self, config: Any, seeds: range, rungs: tuple[int, ...], progress: Any = None) -> Iterator[Any]:
+        """Yield ``(RungResult, {objective: Score})`` at each rung and at ``len(seeds)`` (the final one).
+
+        Sharded (``shard``): rank 0 first announces the work to the other ranks
+        (:func:`edmbench.study.distributed.announce`), which score their shares
+        (:func:`edmbench.study.distributed.follow`); every rank sees the merged results, and closing this
+        generator early (a pruned trial) stops every rank at that rung."""
+        results = self.rungs(config, seeds, rungs, _Counter(progress))
+        if self.shard is not None and self.shard.is_main:
+            from edmbench.study.distributed import announce
+
+            announce(self.shard, config, seeds, rungs)
+        with closing(results):  # closed at once when the consumer stops: the other ranks wait on it
+            yield from self._scored(results, self._image_objectives(), progress)
+
+    def _image_objectives(self) -> list[Any]:
+        return [get_objective(n) for n in self.objectives if not get_objective(n).cost]
+
+    @staticmethod
+    def _scored(results: Iterator[Any], image_objectives: list[Any], progress: Any) -> Iterator[Any]:
+        for result in results:
             scores = {o.name: o.score(result) for o in image_objectives}
             primary = image_objectives[0]
             value = scores[primary.name].value
@@ -96,8 +121,9 @@ def preflight(spec: StudySpec) -> None:
     resolve(_model_source(spec))
 
 
-def make_scorer(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64) -> Scorer:
-    """Load what a study needs; a missing extractor weight file fails here, before any generation."""
+def make_scorer(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64, shard: Any = None) -> Scorer:
+    """Load what a study needs; a missing extractor weight file fails here, before any generation.
+    ``shard``: split each evaluation over the ranks of a ``torch.distributed`` group (every rank loads)."""
     import torch
 
     from edmbench.metrics import features
@@ -109,7 +135,8 @@ def make_scorer(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64) -
     reference = load_reference(_local(spec.metric.reference))
     denoiser = load(_model_source(spec), device=device, dtype=getattr(torch, spec.denoiser.dtype))
     extractor = features.get_extractor(spec.metric.extractor, weights, device=device)
-    return Scorer(denoiser, extractor, reference, device, batch_size, class_policy(spec), spec.objectives)
+    return Scorer(denoiser, extractor, reference, device, batch_size, class_policy(spec), spec.objectives,
+                  shard=shard)
 
 
 def _model_source(spec: StudySpec) -> str:
@@ -156,8 +183,10 @@ class StudyObjective:
                                 **self.provenance}).write(trial)
         primary = get_objective(spec.objectives[0])
         counter, scores = _CountingProgress(progress), {}
+        rungs, reached = self.scorer.score(config, spec.seeds, spec.metric.rungs, counter), 0
         try:
-            for result, scores in self.scorer.score(config, spec.seeds, spec.metric.rungs, counter):
+            for result, scores in rungs:
+                reached = result.num_images
                 if result.num_images < spec.metric.num_images and not spec.multi_objective:
                     value = scores[primary.name].value
                     write_rung_evidence(trial, result.num_images, value, scores[primary.name].loo)
@@ -169,9 +198,12 @@ class StudyObjective:
                         raise optuna.TrialPruned()
         except optuna.TrialPruned:
             raise
-        except BaseException:  # a failed or interrupted trial still records how far it got
-            self._record(trial, scores, counter.images, start)
+        except BaseException:  # a failed or interrupted trial still records how far it got (sharded: the
+            # last merged rung; the counter sees this rank's images only)
+            self._record(trial, scores, counter.images if self.scorer.shard is None else reached, start)
             raise
+        finally:
+            rungs.close()  # at once, not when the traceback is freed: a sharded evaluation's ranks wait
         self._record(trial, scores, result.num_images, start)
         values = [float(config.nfe) if get_objective(n).cost else scores[n].value for n in spec.objectives]
         return tuple(values) if spec.multi_objective else values[0]
@@ -212,6 +244,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def make_evaluator(spec: StudySpec, *, device: str = "cpu", batch_size: int = 64,
-                   worker_id: int = 0) -> StudyObjective:
-    """The default evaluator factory used by the runner (one per worker process)."""
-    return StudyObjective(spec, make_scorer(spec, device=device, batch_size=batch_size))
+                   worker_id: int = 0, shard: Any = None) -> StudyObjective:
+    """The default evaluator factory used by the runner (one per worker process; under torchrun one per
+    rank, ``shard`` splitting each trial's images over the ranks)."""
+    return StudyObjective(spec, make_scorer(spec, device=device, batch_size=batch_size, shard=shard))

@@ -220,6 +220,11 @@ def is_storage_error(exc: BaseException) -> bool:
                       | StorageError) or (isinstance(exc, OSError) and exc.errno in _FULL)
 
 
+def is_shard_error(exc: BaseException) -> bool:
+    """Whether a rank of a sharded evaluation died or timed out (the study cannot go on without it)."""
+    return type(exc).__name__ == "ShardError" and type(exc).__module__ == "edmbench.metrics.shard"
+
+
 def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: RunOptions,
              progress: bars.TrialBar) -> str:
     """Run one trial to a final state; returns that state's name, or ``RETIRED`` when another process
@@ -235,7 +240,7 @@ def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: Run
         except optuna.TrialPruned:
             values, state, reason = None, optuna.trial.TrialState.PRUNED, None
         except Exception as exc:  # a failed trial is recorded with its reason and the study goes on
-            if is_storage_error(exc):
+            if is_storage_error(exc) or is_shard_error(exc):
                 raise
             values, state, reason = None, optuna.trial.TrialState.FAIL, f"{type(exc).__name__}: {exc}"
         try:
@@ -279,11 +284,13 @@ def restore_handlers(previous: dict[int, Any]) -> None:
 
 
 def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0,
-                storage: Any = None) -> dict[str, int]:
-    """Evaluate trials until the budget, the grid or the time is used up. Returns counts by state."""
+                storage: Any = None, evaluator: Callable[..., Any] | None = None) -> dict[str, int]:
+    """Evaluate trials until the budget, the grid or the time is used up. Returns counts by state.
+    ``evaluator``: a ready one (rank 0 of a sharded study), else made by ``options.evaluator``."""
     study = open_study(spec, storage or open_storage(options.storage_url(spec)))
-    factory = load_factory(options.evaluator)
-    evaluator = factory(spec, device=options.device, batch_size=options.batch_size, worker_id=worker_id)
+    if evaluator is None:
+        factory = load_factory(options.evaluator)
+        evaluator = factory(spec, device=options.device, batch_size=options.batch_size, worker_id=worker_id)
     n_trials = n_trials_for(spec, options)
     timeout = options.timeout_s if options.timeout_s is not None else spec.budget.timeout_s
     deadline = time.monotonic() + timeout if timeout else None
@@ -317,6 +324,9 @@ def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudyS
         retire(study, trial, "interrupted by the user", retry=True)
         raise
     except Exception as exc:
+        if is_shard_error(exc):  # a rank died: retry this trial when the study is re-run
+            retire(study, trial, f"interrupted: {str(exc).splitlines()[0][:300]}", retry=True)
+            raise
         if not is_storage_error(exc):
             raise
         cause = str(getattr(exc, "orig", None) or exc.__cause__ or exc).splitlines()[0][:200]
@@ -346,9 +356,19 @@ def _worker_entry(spec_text: str, spec_path: str, options: RunOptions, worker_id
 
 
 def run_study(spec: StudySpec, options: RunOptions) -> dict[str, int]:
-    """Initialise the study, then run ``options.workers`` worker loops (processes when more than one)."""
+    """Initialise the study, then run ``options.workers`` worker loops (processes when more than one).
+
+    Under torchrun (``WORLD_SIZE`` > 1) every trial is sharded over the ranks instead
+    (``edmbench.study.distributed``): rank 0 runs the one worker loop; the other ranks score their shares
+    and, once rank 0 has finished the trials, exit the process (``SystemExit(0)``), so whatever the
+    caller does next (re-scoring, the report) runs on rank 0 alone."""
     previous = interrupt_once(signal.SIGINT, signal.SIGTERM)
     try:
+        from edmbench.study.distributed import shard_from_env
+
+        shard = shard_from_env(options.device)
+        if shard is not None:
+            return _run_sharded(spec, options, shard)
         storage = open_storage(options.storage_url(spec))
         open_study(spec, storage)  # create + enqueue once, before any worker starts
         if options.workers <= 1:
@@ -359,3 +379,22 @@ def run_study(spec: StudySpec, options: RunOptions) -> dict[str, int]:
                              lambda opts: worker_loop(spec, opts, worker_id=0, storage=storage))
     finally:
         restore_handlers(previous)
+
+
+def _run_sharded(spec: StudySpec, options: RunOptions, shard: Any) -> dict[str, int]:
+    from edmbench.study.distributed import check_options, run_sharded
+    from edmbench.study.objective import make_evaluator
+
+    check_options(options, DEFAULT_EVALUATOR)
+    device = shard.device if shard.device.startswith("cuda") else options.device  # cuda:<LOCAL_RANK>
+    evaluator = make_evaluator(spec, device=device, batch_size=options.batch_size, shard=shard)
+
+    def lead(evaluator: Callable[..., Any]) -> dict[str, int]:
+        storage = open_storage(options.storage_url(spec))
+        open_study(spec, storage)
+        return worker_loop(spec, options, storage=storage, evaluator=evaluator)
+
+    counts = run_sharded(shard, evaluator, lead)
+    if not shard.is_main:
+        raise SystemExit(0)  # ranks > 0 are done: rank 0 alone re-scores and reports
+    return counts
