@@ -11,6 +11,12 @@ read back as held-out numbers with intervals:
 - the images per setting that would separate the top two candidates, from their measured paired variance.
 
 Selection happens on search seeds, judgement on held-out seeds: nothing here re-ranks by held-out values.
+The order of the candidates (:func:`search_order`, rank 1 = the chosen setting) is not the plain search
+FID: a trial is ranked by its paired search-stage difference to the baseline plus ``CHOICE_Z`` paired
+standard errors. The minimum of many noisy search FIDs is biased towards the noisiest settings (with churn
+the noise streams diverge, so a stochastic setting's paired SE at 500 images is tens of times a
+deterministic one's); the penalty keeps a setting that only looks better by chance from being chosen, while
+a deterministic setting better by many SEs still wins (``benchmarks/bench_decisions.py``).
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from typing import Any
 
 from edmbench.metrics.paired import Difference, combine, loo_from_per_seed, paired_difference, single_estimate
 from edmbench.study import results
-from edmbench.study.record import TrialRecord, rescore_key, rescore_records, sampler_config
+from edmbench.study.record import TrialRecord, rescore_key, rescore_records, rung_evidence, sampler_config
 from edmbench.study.spec import StudySpec
 
 LEVEL = 0.95
+CHOICE_Z = 1.0  # the candidates' order: (trial - baseline) + CHOICE_Z paired SE on the search seeds
 
 
 def heldout_ranges(spec: StudySpec) -> list[range]:
@@ -41,13 +48,45 @@ def heldout_ranges(spec: StudySpec) -> list[range]:
     return ranges
 
 
-def candidates(study: Any, spec: StudySpec) -> list[tuple[int, str]]:
-    """(trial number, role) to confirm: the top ``k`` COMPLETE trials by the search score ("rank 1", ...)
-    and every enqueued baseline whatever its state ("baseline: <label>"); a trial in both gets both."""
+def search_order(study: Any, spec: StudySpec, z: float = CHOICE_Z) -> list[int]:
+    """COMPLETE trial numbers, the chosen one first: by (trial - baseline) + ``z`` x paired SE in the
+    objective's direction, on the search seeds. The difference is of the full-count values; the SE comes
+    from the deepest rung evidence both trials hold (:mod:`edmbench.study.record`), scaled by
+    sqrt(rung / full count) when that rung is below the full count. Without a complete baseline, or when
+    a trial has no evidence shared with it (no rungs), the plain search-score order."""
     table = results.trials_table(study, spec)
+    plain = [int(n) for n in results.ranked(table, spec)["number"]] if not table.empty else []
+    base = results.baseline_row(table)
+    if base is None or not plain:
+        return plain
+    objective = results.primary(spec)
+    sign = 1.0 if objective.direction == "minimize" else -1.0
+    values = {int(r["number"]): float(r[objective.name]) for _, r in results.complete(table).iterrows()}
+    trials, b = study.trials, int(base["number"])
+    ses = {n: _paired_se(trials[n], trials[b], spec.metric.num_images) for n in plain}
+    if any(se is None for se in ses.values()):
+        return plain
+    return sorted(plain, key=lambda n: sign * (values[n] - values[b]) + z * ses[n])  # stable for ties
+
+
+def _paired_se(trial: Any, base: Any, full: int) -> float | None:
+    """The paired SE of trial - base at the full count, from their deepest shared rung evidence."""
+    if trial.number == base.number:
+        return 0.0
+    own, other = TrialRecord.read(trial).rungs, TrialRecord.read(base).rungs
+    for n in sorted({int(k) for k in own} & {int(k) for k in other}, reverse=True):
+        a, b = rung_evidence(trial, n), rung_evidence(base, n)
+        if a is not None and b is not None and len(a[1]) == len(b[1]):
+            return paired_difference(*a, *b, n).se * math.sqrt(n / full)
+    return None
+
+
+def candidates(study: Any, spec: StudySpec) -> list[tuple[int, str]]:
+    """(trial number, role) to confirm: the top ``k`` COMPLETE trials in :func:`search_order` ("rank 1",
+    ...) and every enqueued baseline whatever its state ("baseline: <label>"); a trial in both gets both."""
     roles: dict[int, list[str]] = {}
-    top = results.ranked(table, spec).head(spec.rescore.top_k if spec.rescore else 0)
-    for rank, number in enumerate(top["number"] if not top.empty else [], start=1):
+    top = search_order(study, spec)[:spec.rescore.top_k if spec.rescore else 0]
+    for rank, number in enumerate(top, start=1):
         roles.setdefault(int(number), []).append(f"rank {rank}")
     for trial in study.get_trials(deepcopy=False):
         label = TrialRecord.read(trial).enqueue_label
@@ -221,9 +260,11 @@ def confirmation_markdown(spec: StudySpec, table: Any, records: Any) -> list[str
                      f"{item.best_of_ranges:.4f} | {item.spread:.4f} | {mean} | {search} (search stage) |")
     lines += ["", "The per-range values are plug-in estimates, biased upward at finite n; the bias-corrected "
               "mean and its interval come from the jackknife over seed groups.", "",
-              f"The chosen setting is trial {chosen} (best search-stage {label}; chosen before any "
-              "held-out image was seen). Against each baseline and the runner-up, on the held-out seeds "
-              f"(paired per range, {LEVEL:.0%} jackknife-t interval):", ""]
+              f"The chosen setting is trial {chosen} (ranked first on the search seeds by its paired "
+              f"{label} difference to the baseline plus {CHOICE_Z:g} paired SE, so a setting that only "
+              "looks better by chance is not chosen; chosen before any held-out image was seen). Against "
+              f"each baseline and the runner-up, on the held-out seeds (paired per range, {LEVEL:.0%} "
+              "jackknife-t interval):", ""]
     for c in comparisons(records, chosen, name):
         if c.difference is None:
             lines.append(f"- vs trial {c.other} ({c.role}): no paired interval (no seed groups)")

@@ -88,3 +88,35 @@ def test_overlapping_heldout_seeds_are_refused(assets):
                                 extra=RESCORE.replace("[1000, 2000]", "[16]"), rungs="[]"))
     with pytest.raises(ValueError, match="overlaps the search seeds 0-31"):
         heldout_ranges(spec)
+
+
+def _trial(number: int, steps: int, value: float, loo: list[float], label: str | None = None):
+    attrs = {"result": {"fid": value, "fid_err": 1.0, "num_images": 32},
+             "rungs": {"16": {"value": value + 0.5, "loo": loo}}}
+    if label:
+        attrs["enqueue_label"] = label
+    return optuna.trial.create_trial(params={"num_steps": steps},
+                                     distributions={"num_steps": optuna.distributions.IntDistribution(2, 12)},
+                                     value=value, user_attrs=attrs)
+
+
+def test_search_order_penalises_a_difference_that_is_only_noise(assets):
+    """Rank 1 is the lowest (trial - baseline) + CHOICE_Z paired SE: a trial 1.0 better than the baseline
+    with a paired SE of ~2 is not chosen over one 0.2 better with a SE of ~0.03; the plain order would."""
+    import numpy as np
+
+    from edmbench.study.confirm import CHOICE_Z, search_order
+
+    spec = parse_spec(spec_text(assets, "order", space=SPACE, extra=RESCORE))
+    rng = np.random.default_rng(0)
+    base = list(10.5 + 0.1 * rng.standard_normal(10))
+    noisy = list(np.array(base) - 1.0 + 1.0 * rng.standard_normal(10))   # paired SE ~ 3 at 16 images
+    steady = list(np.array(base) - 0.2 + 0.01 * rng.standard_normal(10))  # paired SE ~ 0.03
+    study = optuna.create_study()
+    for t in (_trial(0, 8, 10.0, base, "default"), _trial(1, 4, 9.0, noisy), _trial(2, 10, 9.8, steady)):
+        study.add_trial(t)
+    assert [int(n) for n in results.ranked(results.trials_table(study, spec), spec)["number"]] == [1, 2, 0]
+    assert search_order(study, spec) == [2, 0, 1]
+    assert search_order(study, spec, z=0.0) == [1, 2, 0]  # z = 0: the plain search order
+    assert CHOICE_Z == 1.0
+    assert [number for number, _ in candidates(study, spec)][:1] == [2]  # top_k = 1: trial 2 is rank 1
