@@ -1,27 +1,30 @@
 """Decision quality against ground truth: quickstart-style searches, old design vs new, on cached features.
 
 Ground truth: every grid setting's FID-digits on the ground-truth seeds (``--gt-start`` .. end of the
-cache), jackknife-debiased, with paired SEs against the best setting. Searches: TPE (search seed r) over
-the grid's settings (one categorical parameter), the EDM default enqueued first, ``--trials`` trials of
-``--search-images`` images with a rung at ``--rung``; every FID is computed from the cached features of
-that run's seeds (drawn per run from the seeds below ``--gt-start``, so searches never see a ground-truth
-image), exactly as a study would compute it from freshly generated images.
+cache, >= 10k images), with its paired jackknife SE against the best setting. Searches: TPE (search seed r,
+5 start-up trials) over the quickstart's space (``num_steps`` 4-24, ``rho`` 2-12, ``s_churn`` 0-20), each
+suggestion snapped to the nearest cached grid setting (:func:`snapper`); the EDM default is enqueued
+first. Every FID is computed from the cached features of that run's seeds (a random split, per run, of
+the seeds below ``--gt-start`` into search and held-out seeds, so a search never sees a ground-truth
+image), exactly as a study would compute it from freshly generated images. Images are counted the same
+way for both designs: every image a trial generated (a trial pruned at a rung: that rung's count) plus
+every held-out image.
 
-Winners are judged against the plug-in ground truth with its paired jackknife SE.
+- old design (the quickstart before the decisions issue): median pruner (4 start-up trials), winner = best
+  search FID, "better than baseline" whenever the winner's search FID is below the baseline's (what the old
+  summary printed), top 2 re-scored on ``--old-heldout`` held-out seeds without changing the winner;
+- new design (``studies/quickstart.toml`` now): PairedPruner at the same rungs, winner = best search FID,
+  the winner and the baseline confirmed on ``--new-ranges`` held-out ranges of ``--new-heldout`` seeds
+  (top_k = 1), "better" only when the paired held-out interval (edmbench.study.confirm, the study's own
+  code) excludes 0.
 
-- old design: median pruner (2 start-up trials), winner = best search FID, "better than baseline" whenever
-  the winner's search FID is below the baseline's (what the old summary printed), top 2 re-scored on
-  held-out seeds without changing the winner (images counted);
-- new design: PairedPruner, winner = best search FID, winner and baseline confirmed on held-out seeds,
-  "better" only when the paired held-out interval excludes 0.
+Per design: images spent, regret (ground-truth FID of the winner minus the best's), how often the winner
+is within one ground-truth paired SE of the best, and false "better" verdicts (ground-truth difference
+winner - baseline >= 0).
 
-Per design: images spent, regret (ground-truth FID of the winner minus the best's, paired), how often the
-winner is within one ground-truth paired SE of the best, and false "better" verdicts (ground-truth
-difference winner - baseline >= 0).
-
-    nice -n 10 python benchmarks/decisions_features.py --grid full --num-images 20000   # the full benchmark
-    nice -n 10 python benchmarks/bench_decisions.py --grid full --gt-start 10000 --search-images 500 \\
-        --rung 100 --heldout-images 2000 --trials 20 --runs 10
+    nice -n 10 python benchmarks/decisions_features.py --grid full --num-images 12500 \\
+        --cache benchmarks/_cache/decisions-full
+    nice -n 10 python benchmarks/bench_decisions.py --cache benchmarks/_cache/decisions-full --runs 10
 """
 
 from __future__ import annotations
@@ -34,12 +37,29 @@ from bench_paired import fid_loo, reference
 from decisions_features import GRIDS, load_features, setting_name
 
 BASELINE = (18, 7.0, 0.0)  # the EDM default, enqueued first
+SPACE = {"num_steps": (4, 24), "rho": (2.0, 12.0), "s_churn": (0.0, 20.0)}  # studies/quickstart.toml
+
+
+def snapper(grid: list):
+    """Map a suggestion (num_steps, rho, s_churn) to a cached setting: each knob to its nearest cached
+    level; when that combination is not cached (a feature cache stopped short), the nearest cached setting
+    in knob units scaled by the space's ranges."""
+    levels = [sorted({s[i] for s in grid}) for i in range(3)]
+    spans = [hi - lo for lo, hi in SPACE.values()]
+    have = set(grid)
+
+    def snap(point: tuple) -> tuple:
+        each = tuple(min(lv, key=lambda v, x=x: (abs(v - x), v)) for lv, x in zip(levels, point, strict=True))
+        if each in have:
+            return each
+        return min(grid, key=lambda s: sum(abs(a - b) / w for a, b, w in zip(s, point, spans, strict=True)))
+
+    return snap
 
 
 def ground_truth(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> dict:
     """{setting: (plug-in FID, paired SE against the best, plug-in difference to the best)}. Ranked by the
-    plug-in FID: its O(1/n) bias is shared by settings on the same seeds, while the jackknife-debiased
-    value is much noisier at small ground-truth counts."""
+    plug-in FID: its O(1/n) bias is shared by settings on the same seeds."""
     from edmbench.metrics.paired import paired_difference
 
     n = len(gt_seeds)
@@ -52,67 +72,154 @@ def ground_truth(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> dict:
     return out
 
 
-def search(design: str, run: int, features: dict, grid: list, ref, seeds: np.ndarray,
-           args: argparse.Namespace) -> tuple[tuple, int, object]:
-    """One quickstart-style search; returns (winner setting, images spent in the search, the study)."""
+class Scorer:
+    """FID and leave-one-group-out FIDs of a setting on seeds, memoised (a search re-suggests settings)."""
+
+    def __init__(self, features: dict, ref) -> None:
+        self.features, self.ref, self.memo = features, ref, {}
+
+    def __call__(self, setting: tuple, seeds: np.ndarray) -> tuple[float, np.ndarray]:
+        key = (setting, seeds.tobytes())
+        if key not in self.memo:
+            self.memo[key] = fid_loo(self.features[setting][seeds], seeds, self.ref)
+        return self.memo[key]
+
+
+def search(design: str, run: int, score: Scorer, snap, seeds: np.ndarray, args) -> tuple:
+    """One quickstart-style search; returns (study, {trial number: setting}, images spent)."""
     import optuna
 
     from edmbench.study.pruners import PairedPruner, write_rung_evidence
 
-    pruner = (PairedPruner() if design == "new" else optuna.pruners.MedianPruner(n_startup_trials=2))
-    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=run, n_startup_trials=3),
+    pruner = (PairedPruner(level=args.new_level) if design == "new"
+              else optuna.pruners.MedianPruner(n_startup_trials=4))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=run, n_startup_trials=5),
                                 pruner=pruner)
-    study.enqueue_trial({"setting": grid.index(BASELINE)})
-    spent = 0
+    study.enqueue_trial(dict(zip(SPACE, BASELINE, strict=True)), user_attrs={"enqueue_label": "EDM default"})
+    settings, spent = {}, [0]
+    rungs = [r for r in args.rungs if r < args.search_images]
 
     def objective(trial: optuna.Trial) -> float:
-        nonlocal spent
-        setting = grid[trial.suggest_categorical("setting", list(range(len(grid))))]
-        for n in (args.rung, args.search_images):
-            value, loo = fid_loo(features[setting][seeds[:n]], seeds[:n], ref)
-            if n == args.search_images:
-                spent += n
-                return value
-            write_rung_evidence(trial, n, value, list(loo))
-            trial.report(value, n)
+        n = trial.suggest_int("num_steps", *SPACE["num_steps"])
+        rho, churn = (trial.suggest_float(k, *SPACE[k]) for k in ("rho", "s_churn"))
+        setting = snap((n, rho, churn))
+        settings[trial.number] = setting
+        for rung in rungs:
+            value, loo = score(setting, seeds[:rung])
+            write_rung_evidence(trial, rung, value, list(loo))
+            trial.report(value, rung)
             if trial.should_prune():
-                spent += n
+                spent[0] += rung
                 raise optuna.TrialPruned()
-        raise AssertionError
+        spent[0] += args.search_images
+        value, loo = score(setting, seeds)
+        trial.set_user_attr("result", {"fid": value, "num_images": args.search_images})  # as the study
+        if args.final_evidence:  # the study's rung evidence at the full count (requested of objective.py)
+            write_rung_evidence(trial, args.search_images, value, list(loo))
+        return value
 
-    study.optimize(objective, n_trials=args.trials)
-    return grid[study.best_trial.params["setting"]], spent, study
-
-
-def heldout_verdict(features: dict, ref, winner: tuple, heldout: np.ndarray) -> str:
-    from edmbench.metrics.paired import paired_difference
-
-    a = fid_loo(features[winner][heldout], heldout, ref)
-    b = fid_loo(features[BASELINE][heldout], heldout, ref)
-    return paired_difference(*a, *b, len(heldout)).verdict("minimize")
+    study.optimize(objective, n_trials=args.new_trials if design == "new" else args.old_trials)
+    return study, settings, spent[0]
 
 
-def one_run(design: str, run: int, features: dict, grid: list, ref, truth: dict, args) -> dict:
+def quickstart_spec(args):
+    """studies/quickstart.toml with the benchmark's image count and rungs (the choice reads both)."""
+    import dataclasses
+
+    from edmbench.resources import data_path
+    from edmbench.study.spec import load_spec
+
+    spec = load_spec(data_path("studies/quickstart.toml"), check_files=False)
+    metric = dataclasses.replace(spec.metric, num_images=args.search_images, rungs=tuple(args.rungs))
+    return dataclasses.replace(spec, metric=metric)
+
+
+def choose(study, spec, z: float) -> int:
+    """The winner as the study chooses it: rank 1 of edmbench.study.confirm.search_order ((trial -
+    baseline) + z paired SE on the search seeds; z = 0: the best search FID)."""
+    from edmbench.study.confirm import search_order
+
+    return search_order(study, spec, z)[0]
+
+
+def new_confirmation(score: Scorer, settings: dict, winner: int, ranges: list) -> tuple[str, int]:
+    """The study's held-out confirmation of the winner (top_k = 1) and the baseline (trial 0): records as
+    edmbench.study.confirm stores them, the verdict from its paired, range-combined interval."""
+    from edmbench.study.confirm import heldout_difference
+
+    base = 0
+    confirmed = sorted({winner, base})
+    records = []
+    for number in confirmed:
+        for start, seeds in enumerate(ranges):
+            value, loo = score(settings[number], seeds)
+            records.append({"number": number, "seed_start": start, "fid": value, "loo": list(loo),
+                            "num_images": len(seeds)})
+    spent = len(confirmed) * sum(len(r) for r in ranges)
+    if winner == base:
+        return "-", spent
+    return heldout_difference(records, winner, base, "fid").verdict("minimize"), spent
+
+
+def one_run(design: str, run: int, score: Scorer, snap, truth: dict, args) -> dict:
     pool = np.random.default_rng(run).permutation(args.gt_start)
     seeds = np.sort(pool[:args.search_images])
-    heldout = np.sort(pool[args.search_images:args.search_images + args.heldout_images])
-    winner, spent, study = search(design, run, features, grid, ref, seeds, args)
+    study, settings, spent = search(design, run, score, snap, seeds, args)
+    chosen = (study.best_trial.number if design == "old"
+              else choose(study, quickstart_spec(args), args.new_choose_z))
+    winner = settings[chosen]
     if design == "old":
         top = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value)[:2]
-        spent += len(top) * len(heldout)  # the old final re-scoring (top 2), winner unchanged
-        base = [t.value for t in study.trials
-                if grid[t.params["setting"]] == BASELINE and t.value is not None]
-        base_value = base[0] if base else None
-        verdict = ("better" if winner != BASELINE and base_value is not None
-                   and study.best_value < base_value else "-")
+        spent += len(top) * args.old_heldout  # the old final re-scoring (top 2), winner unchanged
+        base = study.trials[0].value
+        verdict = ("better" if study.best_trial.number != 0 and base is not None
+                   and study.best_value < base else "-")
     else:
-        spent += (2 if winner != BASELINE else 1) * len(heldout)
-        verdict = heldout_verdict(features, ref, winner, heldout) if winner != BASELINE else "-"
+        held = pool[args.search_images:]
+        ranges = [np.sort(held[i * args.new_heldout:(i + 1) * args.new_heldout])
+                  for i in range(args.new_ranges)]
+        verdict, heldout = new_confirmation(score, settings, chosen, ranges)
+        spent += heldout
     value, se, regret = truth[winner]
     gt_vs_baseline = truth[winner][0] - truth[BASELINE][0]
+    pruned = sum(t.state.name == "PRUNED" for t in study.trials)
     return {"design": design, "run": run, "winner": setting_name(*winner), "images": spent,
-            "regret": regret, "within_1se": regret <= se, "verdict": verdict,
-            "false_better": verdict == "better" and gt_vs_baseline >= 0}
+            "pruned": pruned, "trials": len(study.trials), "regret": regret, "within_1se": regret <= se,
+            "verdict": verdict, "false_better": verdict == "better" and gt_vs_baseline >= 0}
+
+
+def print_truth(truth: dict, grid: list, args, total: int) -> None:
+    print(f"Ground truth: {len(grid)} settings (Heun num_steps x rho x s_churn), seeds {args.gt_start}-"
+          f"{total - 1} ({total - args.gt_start:,} images each), plug-in FID-digits; paired jackknife SE "
+          "of the difference to the best")
+    print("| setting | NFE | FID | minus best | paired SE |\n|---|---|---|---|---|")
+    for s in sorted(grid, key=lambda s: truth[s][0]):
+        mark = " (EDM default)" if s == BASELINE else ""
+        print(f"| {setting_name(*s)}{mark} | {2 * s[0] - 1} | {truth[s][0]:.3f} | {truth[s][2]:+.3f} | "
+              f"{truth[s][1]:.3f} |")
+
+
+def print_runs(rows: list, args) -> None:
+    print(f"\nSearches: {args.runs} runs per design, {args.search_images} images per trial, rungs "
+          f"{args.rungs}. old: {args.old_trials} trials, median pruner, top 2 re-scored on "
+          f"{args.old_heldout} held-out seeds. new: {args.new_trials} trials, PairedPruner (level "
+          f"{args.new_level}), winner by (trial - baseline) + {args.new_choose_z:g} paired SE (evidence at "
+          f"{'the full count' if args.final_evidence else 'the deepest rung'}), winner and "
+          f"baseline confirmed on {args.new_ranges} x {args.new_heldout} held-out seeds.\n")
+    print("| design | run | winner | trials (pruned) | images | regret | within 1 GT SE | verdict vs "
+          "baseline | false better |\n|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['design']} | {r['run']} | {r['winner']} | {r['trials']} ({r['pruned']}) | "
+              f"{r['images']:,} | {r['regret']:+.3f} | {r['within_1se']} | {r['verdict']} | "
+              f"{r['false_better']} |")
+    print("\n| design | mean images | mean regret | max regret | within 1 GT SE | false 'better' | "
+          "'better' verdicts |\n|---|---|---|---|---|---|---|")
+    for design in ("old", "new"):
+        sel = [r for r in rows if r["design"] == design]
+        print(f"| {design} | {np.mean([r['images'] for r in sel]):,.0f} | "
+              f"{np.mean([r['regret'] for r in sel]):.3f} | {max(r['regret'] for r in sel):.3f} | "
+              f"{sum(r['within_1se'] for r in sel)}/{len(sel)} | {sum(r['false_better'] for r in sel)} | "
+              f"{sum(r['verdict'] == 'better' for r in sel)} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,17 +227,25 @@ def main(argv: list[str] | None = None) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--grid", choices=sorted(GRIDS), default="reduced")
-    parser.add_argument("--cache", type=Path, default=Path("benchmarks/_cache/decisions"))
-    parser.add_argument("--gt-start", type=int, default=600, help="seeds >= this are ground truth only")
-    parser.add_argument("--search-images", type=int, default=300)
-    parser.add_argument("--rung", type=int, default=100)
-    parser.add_argument("--heldout-images", type=int, default=300)
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="full")
+    parser.add_argument("--cache", type=Path, default=Path("benchmarks/_cache/decisions-full"))
+    parser.add_argument("--gt-start", type=int, default=2500, help="seeds >= this are ground truth only")
+    parser.add_argument("--search-images", type=int, default=500)
+    parser.add_argument("--rungs", type=int, nargs="+", default=[100, 250])
+    parser.add_argument("--old-trials", type=int, default=16)
+    parser.add_argument("--old-heldout", type=int, default=1000)
+    parser.add_argument("--new-trials", type=int, default=16)
+    parser.add_argument("--new-heldout", type=int, default=1000, help="held-out seeds per range")
+    parser.add_argument("--new-ranges", type=int, default=1)
+    parser.add_argument("--new-level", type=float, default=0.95, help="the PairedPruner's level")
+    parser.add_argument("--new-choose-z", type=float, default=1.0,
+                        help="winner: min of (trial - baseline) + z x paired SE (0: best search FID)")
+    parser.add_argument("--final-evidence", type=int, default=1, choices=(0, 1),
+                        help="1: trials store paired evidence at the full count (else the deepest rung)")
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args(argv)
-    if args.search_images + args.heldout_images > args.gt_start:
-        parser.error("--search-images + --heldout-images must fit below --gt-start")
+    if args.search_images + args.new_ranges * args.new_heldout > args.gt_start:
+        parser.error("--search-images + --new-ranges x --new-heldout must fit below --gt-start")
     grid = [s for s in GRIDS[args.grid] if (args.cache / f"{setting_name(*s)}.npz").is_file()]
     if BASELINE not in grid:
         parser.error(f"the baseline {setting_name(*BASELINE)} is not in the cache {args.cache}")
@@ -138,27 +253,11 @@ def main(argv: list[str] | None = None) -> None:
     total = min(len(f) for f in features.values())
     ref = reference()
     truth = ground_truth(features, grid, ref, np.arange(args.gt_start, total))
-    print(f"Ground truth: {len(grid)} settings, seeds {args.gt_start}-{total - 1} ({total - args.gt_start} "
-          "images each), plug-in FID-digits; paired SE and difference to the best")
-    print("| setting | FID | minus best | paired SE |\n|---|---|---|---|")
-    for s in sorted(grid, key=lambda s: truth[s][0]):
-        print(f"| {setting_name(*s)} | {truth[s][0]:.3f} | {truth[s][2]:+.3f} | {truth[s][1]:.3f} |")
-    rows = [one_run(design, run, features, grid, ref, truth, args)
+    print_truth(truth, grid, args, total)
+    score = Scorer(features, ref)
+    rows = [one_run(design, run, score, snapper(grid), truth, args)
             for design in ("old", "new") for run in range(args.runs)]
-    print(f"\nSearches: {args.runs} runs x {args.trials} trials, {args.search_images} images/trial, rung "
-          f"{args.rung}, held-out {args.heldout_images} images\n")
-    print("| design | run | winner | images | regret | within 1 GT SE | verdict vs baseline | false better |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['design']} | {r['run']} | {r['winner']} | {r['images']} | {r['regret']:+.3f} | "
-              f"{r['within_1se']} | {r['verdict']} | {r['false_better']} |")
-    print("\n| design | mean images | mean regret | within 1 GT SE | false 'better' | 'better' verdicts |")
-    print("|---|---|---|---|---|---|")
-    for design in ("old", "new"):
-        sel = [r for r in rows if r["design"] == design]
-        print(f"| {design} | {np.mean([r['images'] for r in sel]):.0f} | "
-              f"{np.mean([r['regret'] for r in sel]):.3f} | {sum(r['within_1se'] for r in sel)}/{len(sel)} | "
-              f"{sum(r['false_better'] for r in sel)} | {sum(r['verdict'] == 'better' for r in sel)} |")
+    print_runs(rows, args)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ For every setting of the grid, generate the images of seeds ``0 .. num_images-1`
 their extractor features (float32 ``[num_images, 64]``), one ``.npz`` per setting in ``--cache``. Both
 ``bench_paired.py`` (paired vs unpaired widths) and ``bench_decisions.py`` (ground truth and simulated
 searches) read the cache, so the expensive part (sampling) runs once and is resumable: a setting already in
-the cache is skipped.
+the cache is skipped, and one with fewer images is extended by the missing seeds.
 
-    nice -n 10 python benchmarks/decisions_features.py --grid full --num-images 10000     # the full benchmark
+    nice -n 10 python benchmarks/decisions_features.py --grid full --num-images 12500 \\
+        --cache benchmarks/_cache/decisions-full                                          # the full benchmark
     nice -n 10 python benchmarks/decisions_features.py --grid reduced --num-images 1200   # what fits 2 CPUs
 """
 
@@ -20,11 +21,17 @@ from pathlib import Path
 import numpy as np
 
 # Heun settings (num_steps, rho, s_churn). "reduced" holds the three pairs of the paired-width measurement
-# (18 vs 15 steps, rho 7 vs 10, churn 0 vs 10) plus low-step settings that are clearly worse.
+# (18 vs 15 steps, rho 7 vs 10, churn 0 vs 10) plus low-step settings that are clearly worse. "full" is the
+# quickstart's search space (num_steps 4-24, rho 2-12, s_churn 0-20) discretised to 5 x 3 x 2 = 30 settings,
+# the EDM default (18, 7, 0) among them; the cost of one setting is proportional to its NFE = 2 N - 1.
 GRIDS = {
     "reduced": [(18, 7.0, 0.0), (15, 7.0, 0.0), (18, 10.0, 0.0), (18, 7.0, 10.0), (8, 7.0, 0.0),
                 (12, 7.0, 0.0), (12, 3.0, 0.0), (8, 10.0, 0.0)],
-    "full": list(itertools.product((6, 8, 10, 12, 15, 18, 22), (3.0, 5.0, 7.0, 10.0), (0.0, 5.0, 10.0))),
+    # "full": ordered so that a run stopped short (a loaded machine) still holds a complete deterministic
+    # grid: every s_churn = 0 setting first (the EDM default's step count first), churn next, 24 steps last
+    "full": sorted(itertools.product((18, 12, 8, 4, 24), (7.0, 12.0, 3.0), (0.0, 10.0)),
+                   key=lambda s: (s[0] == 24, s[2], (18, 12, 8, 4, 24).index(s[0]),
+                                  (7.0, 12.0, 3.0).index(s[1]))),
 }
 
 
@@ -41,8 +48,8 @@ def load_features(cache: Path, setting: tuple) -> np.ndarray:
         return data["features"].astype(np.float64)
 
 
-def compute(setting: tuple, num_images: int, model: str, batch_size: int) -> tuple[np.ndarray, float]:
-    """Features of seeds 0..num_images-1 under one Heun setting, and the images per second."""
+def compute(setting: tuple, seeds: range, model: str, batch_size: int) -> tuple[np.ndarray, float]:
+    """Features of ``seeds`` under one Heun setting, and the images per second."""
     import torch
 
     from edmbench.generate import generate_images
@@ -57,10 +64,18 @@ def compute(setting: tuple, num_images: int, model: str, batch_size: int) -> tup
                                       "s_churn": s_churn})
     rows, start = [], time.perf_counter()
     with torch.no_grad():
-        for batch in generate_images(denoiser, config, range(num_images), batch_size=batch_size,
+        for batch in generate_images(denoiser, config, seeds, batch_size=batch_size,
                                      class_policy=None, device="cpu"):
             rows.append(extract_features(extractor, batch.images).double().numpy())
-    return np.concatenate(rows).astype(np.float32), num_images / (time.perf_counter() - start)
+    return np.concatenate(rows).astype(np.float32), len(seeds) / (time.perf_counter() - start)
+
+
+def cached(path: Path) -> np.ndarray:
+    """The features already cached for a setting (seeds 0..len-1), or an empty array."""
+    if not path.is_file():
+        return np.zeros((0, 0), np.float32)
+    with np.load(path) as data:
+        return data["features"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,12 +94,16 @@ def main(argv: list[str] | None = None) -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     for setting in GRIDS[args.grid][::-1] if args.reverse else GRIDS[args.grid]:
         path = cache_path(args.cache, setting)
-        if path.is_file() and len(np.load(path)["features"]) >= args.num_images:
+        have = cached(path)
+        if len(have) >= args.num_images:
             continue
-        features, rate = compute(setting, args.num_images, args.model, args.batch_size)
+        # image i depends only on seed i, so a cache is extended by the missing seeds, never recomputed
+        features, rate = compute(setting, range(len(have), args.num_images), args.model, args.batch_size)
+        if len(have):
+            features = np.concatenate([have, features])
         np.savez(path, features=features, model=args.model, seeds=f"0-{args.num_images - 1}")
-        print(f"{setting_name(*setting)}: {args.num_images} images, {rate:.1f} images/s", flush=True)
-
+        print(f"{setting_name(*setting)}: seeds {len(have)}-{args.num_images - 1}, {rate:.1f} images/s",
+              flush=True)
 
 if __name__ == "__main__":
     main()
