@@ -74,9 +74,9 @@ def register(objective: Objective) -> Objective:
 def with_per_seed_loo(score: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``score`` whose result also carries ``loo``: the means of the per-seed values with each group
     (row r mod ``LOO_GROUPS``) left out (:func:`edmbench.metrics.paired.loo_from_per_seed`)."""
-    from edmbench.metrics.paired import loo_from_per_seed
-
     def scored(rung: Any) -> Any:
+        from edmbench.metrics.paired import loo_from_per_seed  # lazy: spec validation stays numpy-free
+
         out = score(rung)
         values = getattr(out, "per_seed", None)
         if getattr(out, "loo", ()) or values is None or len(values) < 2 * LOO_GROUPS:
