@@ -119,7 +119,8 @@ def _sample_grid(study: Any, table: Any, spec: StudySpec, scorer: Any, outdir: P
     from edmbench.study.record import sampler_config
 
     panels, objective = [], results.primary(spec)
-    for role, row in (("best", results.best_row(table, spec)), ("baseline", results.baseline_row(table))):
+    best = _chosen_row(table, results.rescore_table(study), results.best_row(table, spec))
+    for role, row in (("chosen", best), ("baseline", results.baseline_row(table))):
         if row is None:
             continue
         number = int(row["number"])
@@ -134,6 +135,16 @@ def _sample_grid(study: Any, table: Any, spec: StudySpec, scorer: Any, outdir: P
     figure = plots.sample_grids(panels, row_labels=plots.seed_row_labels(list(spec.seeds)[:n]),
                                 suptitle="the same seeds in every panel")
     return _save(figure, outdir, "samples")
+
+
+def _chosen_row(table: Any, rescored: Any, fallback: Any) -> Any:
+    """The table row of the held-out confirmation's chosen trial (rank 1), else ``fallback``."""
+    if rescored is None or rescored.empty:
+        return fallback
+    from edmbench.study.confirm import _chosen
+
+    rows = table[table["number"] == _chosen(rescored.to_dict("records"))]
+    return fallback if rows.empty else rows.iloc[0]
 
 
 def _present(value: Any) -> bool:
@@ -176,16 +187,24 @@ def summary_markdown(spec: StudySpec, table: Any, rescored: Any, written: dict[s
         lines += [f"| {int(r['number'])} | {int(r['nfe'])} | {_score(r, objective)} | {_fmt_knobs(r, spec)} |"
                   for _, r in results.pareto_rows(table, spec).iterrows()]
     elif best is not None:
+        lowest = best
+        best = _chosen_row(table, rescored, best)
         lines += [f"## Best settings ({stage})", "",
-                  f"Trial {int(best['number'])}: {_fmt_knobs(best, spec)}; NFE {int(best['nfe'])}; "
+                  f"Trial {int(best['number'])}{'' if rescored.empty else ' (the chosen setting)'}: "
+                  f"{_fmt_knobs(best, spec)}; NFE {int(best['nfe'])}; "
                   f"search-stage {label} {_score(best, objective)} at {int(best['num_images'])} images.", ""]
+        if int(lowest["number"]) != int(best["number"]):
+            lines += [f"The lowest search-stage {label} was trial {int(lowest['number'])} "
+                      f"({_fmt_knobs(lowest, spec)}; {_score(lowest, objective)}), not chosen: its "
+                      "paired difference to the baseline plus one paired SE was larger (a lead within the "
+                      "noise).", ""]
     if base is not None and best is not None:
         delta = best[name] - base[name]
         lines += [f"## Against the baseline ({stage})", "", f"Baseline `{base['enqueue_label']}` (trial "
                   f"{int(base['number'])}): {_fmt_knobs(base, spec)}; NFE {int(base['nfe'])}; "
                   f"search-stage {label} {_score(base, objective)}.",
-                  f"Search-stage best minus baseline: {delta:+.4f} {label} at NFE {int(best['nfe'])} vs "
-                  f"{int(base['nfe'])} (the best was selected on these seeds, so this favours it; no verdict "
+                  f"Search-stage chosen minus baseline: {delta:+.4f} {label} at NFE {int(best['nfe'])} vs "
+                  f"{int(base['nfe'])} (it was selected on these seeds, so this favours it; no verdict "
                   + ("here: see the held-out confirmation)." if not rescored.empty
                      else "without a [rescore] held-out confirmation)."), ""]
     if spec.published:
