@@ -162,19 +162,19 @@ def _check_policy(class_policy, label_dim: int) -> None:
         raise ValueError(f"class {class_policy} is out of range [0, {label_dim}) for this model")
 
 
-def batch_bounds(num_images: int, batch_size: int, rungs: Sequence[int] = ()) -> list[tuple[int, int]]:
+def batch_bounds(num_images: int, batch_size: int, rungs: Sequence[int] = ()) -> Iterator[tuple[int, int]]:
     """``[start, stop)`` index ranges of consecutive batches of at most ``batch_size``, cut at each rung.
 
     A batch never straddles a rung, so a consumer that stops at a rung (a pruned trial) has generated no
-    image past it; batch invariance keeps the images the same as with uncut batches."""
+    image past it; batch invariance keeps the images the same as with uncut batches. Lazy: a seed range of
+    any length costs nothing before its first batch."""
     cuts = sorted({r for r in rungs if 0 < r < num_images} | {num_images})
-    bounds, start = [], 0
+    start = 0
     for cut in cuts:
         while start < cut:
             stop = min(start + batch_size, cut)
-            bounds.append((start, stop))
+            yield start, stop
             start = stop
-    return bounds
 
 
 def generate_images(denoiser, config, seeds: Sequence[int], *, batch_size: int = 64,

@@ -115,8 +115,6 @@ except FirstBatch as exc:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="edmbench.generate.batch_bounds lists every batch of the range "
-                   "before the first (2.5e10 tuples): coord/requests.md, 'from hardening: batch_bounds'")
 def test_fid_streams_a_seed_range_of_any_length(fid_files, tmp_path) -> None:
     """``--seeds 0-99999999999`` (10^11 seeds) reaches its first generated batch within 256 MiB more address
     space (it used to build a Python list and die of memory); the run is stopped there."""

@@ -163,8 +163,8 @@ def test_generation_keeps_no_autograd_graph_and_leaves_grad_mode_alone():
 def test_batches_are_cut_at_rungs():
     from edmbench.generate import batch_bounds
 
-    assert batch_bounds(250, 64, [100, 200]) == [(0, 64), (64, 100), (100, 164), (164, 200), (200, 250)]
-    assert batch_bounds(10, 4, [0, 10, 12]) == [(0, 4), (4, 8), (8, 10)]  # rungs outside (0, n) ignored
+    assert list(batch_bounds(250, 64, [100, 200])) == [(0, 64), (64, 100), (100, 164), (164, 200), (200, 250)]
+    assert list(batch_bounds(10, 4, [0, 10, 12])) == [(0, 4), (4, 8), (8, 10)]  # rungs outside (0, n) ignored
 
 
 def test_a_pruned_evaluation_never_generates_past_its_rung(extractor):
