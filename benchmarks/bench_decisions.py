@@ -58,17 +58,20 @@ def snapper(grid: list):
 
 
 def ground_truth(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> dict:
-    """{setting: (plug-in FID, paired SE against the best, plug-in difference to the best)}. Ranked by the
-    plug-in FID: its O(1/n) bias is shared by settings on the same seeds."""
+    """{setting: (plug-in FID, paired SE against the best, plug-in difference to the best, paired SE
+    against the best deterministic setting, difference to it)}. Ranked by the plug-in FID: its O(1/n) bias
+    is shared by settings on the same seeds."""
     from edmbench.metrics.paired import paired_difference
 
     n = len(gt_seeds)
     scored = {s: fid_loo(features[s][gt_seeds], gt_seeds, ref) for s in grid}
     best = min(scored, key=lambda s: scored[s][0])
+    det = min((s for s in scored if s[2] == 0), key=lambda s: scored[s][0])
     out = {}
     for s, (v, loo) in scored.items():
         d = paired_difference(v, loo, *scored[best], n)
-        out[s] = (v, d.se, d.estimate)
+        e = paired_difference(v, loo, *scored[det], n)
+        out[s] = (v, d.se, d.estimate, e.se, e.estimate)
     return out
 
 
@@ -180,11 +183,12 @@ def one_run(design: str, run: int, score: Scorer, snap, truth: dict, args) -> di
                   for i in range(args.new_ranges)]
         verdict, heldout = new_confirmation(score, settings, chosen, ranges)
         spent += heldout
-    value, se, regret = truth[winner]
+    value, se, regret, se_det, regret_det = truth[winner]
     gt_vs_baseline = truth[winner][0] - truth[BASELINE][0]
     pruned = sum(t.state.name == "PRUNED" for t in study.trials)
     return {"design": design, "run": run, "winner": setting_name(*winner), "images": spent,
             "pruned": pruned, "trials": len(study.trials), "regret": regret, "within_1se": regret <= se,
+            "within_1se_det": regret_det <= se_det,
             "verdict": verdict, "false_better": verdict == "better" and gt_vs_baseline >= 0}
 
 
@@ -192,11 +196,13 @@ def print_truth(truth: dict, grid: list, args, total: int) -> None:
     print(f"Ground truth: {len(grid)} settings (Heun num_steps x rho x s_churn), seeds {args.gt_start}-"
           f"{total - 1} ({total - args.gt_start:,} images each), plug-in FID-digits; paired jackknife SE "
           "of the difference to the best")
-    print("| setting | NFE | FID | minus best | paired SE |\n|---|---|---|---|---|")
+    print("| setting | NFE | FID | minus best | paired SE | minus best deterministic | paired SE |\n"
+          "|---|---|---|---|---|---|---|")
     for s in sorted(grid, key=lambda s: truth[s][0]):
         mark = " (EDM default)" if s == BASELINE else ""
-        print(f"| {setting_name(*s)}{mark} | {2 * s[0] - 1} | {truth[s][0]:.3f} | {truth[s][2]:+.3f} | "
-              f"{truth[s][1]:.3f} |")
+        v, se, d, se_det, d_det = truth[s]
+        print(f"| {setting_name(*s)}{mark} | {2 * s[0] - 1} | {v:.3f} | {d:+.3f} | {se:.3f} | {d_det:+.3f} | "
+              f"{se_det:.3f} |")
 
 
 def print_runs(rows: list, args) -> None:
@@ -206,19 +212,22 @@ def print_runs(rows: list, args) -> None:
           f"{args.new_level}), winner by (trial - baseline) + {args.new_choose_z:g} paired SE (evidence at "
           f"{'the full count' if args.final_evidence else 'the deepest rung'}), winner and "
           f"baseline confirmed on {args.new_ranges} x {args.new_heldout} held-out seeds.\n")
-    print("| design | run | winner | trials (pruned) | images | regret | within 1 GT SE | verdict vs "
-          "baseline | false better |\n|---|---|---|---|---|---|---|---|---|")
+    print("| design | run | winner | trials (pruned) | images | regret | within 1 GT SE | within 1 GT SE "
+          "of the best deterministic | verdict vs baseline | false better |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['design']} | {r['run']} | {r['winner']} | {r['trials']} ({r['pruned']}) | "
-              f"{r['images']:,} | {r['regret']:+.3f} | {r['within_1se']} | {r['verdict']} | "
+              f"{r['images']:,} | {r['regret']:+.3f} | {r['within_1se']} | {r['within_1se_det']} | "
+              f"{r['verdict']} | "
               f"{r['false_better']} |")
-    print("\n| design | mean images | mean regret | max regret | within 1 GT SE | false 'better' | "
-          "'better' verdicts |\n|---|---|---|---|---|---|---|")
+    print("\n| design | mean images | mean regret | max regret | within 1 GT SE | within 1 GT SE of the best "
+          "deterministic | false 'better' | 'better' verdicts |\n|---|---|---|---|---|---|---|---|")
     for design in ("old", "new"):
         sel = [r for r in rows if r["design"] == design]
         print(f"| {design} | {np.mean([r['images'] for r in sel]):,.0f} | "
               f"{np.mean([r['regret'] for r in sel]):.3f} | {max(r['regret'] for r in sel):.3f} | "
-              f"{sum(r['within_1se'] for r in sel)}/{len(sel)} | {sum(r['false_better'] for r in sel)} | "
+              f"{sum(r['within_1se'] for r in sel)}/{len(sel)} | "
+              f"{sum(r['within_1se_det'] for r in sel)}/{len(sel)} | {sum(r['false_better'] for r in sel)} | "
               f"{sum(r['verdict'] == 'better' for r in sel)} |")
 
 
@@ -244,6 +253,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="1: trials store paired evidence at the full count (else the deepest rung)")
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args(argv)
+    import sys
+
+    given = " ".join(sys.argv[1:] if argv is None else argv)
+    print(f"Command: python benchmarks/bench_decisions.py {given}\n")
     if args.search_images + args.new_ranges * args.new_heldout > args.gt_start:
         parser.error("--search-images + --new-ranges x --new-heldout must fit below --gt-start")
     grid = [s for s in GRIDS[args.grid] if (args.cache / f"{setting_name(*s)}.npz").is_file()]

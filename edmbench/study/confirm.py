@@ -265,6 +265,10 @@ def confirmation_markdown(spec: StudySpec, table: Any, records: Any) -> list[str
               "looks better by chance is not chosen; chosen before any held-out image was seen). Against "
               f"each baseline and the runner-up, on the held-out seeds (paired per range, {LEVEL:.0%} "
               "jackknife-t interval):", ""]
+    if "baseline" in settings[chosen].role:
+        lines.append("- the chosen setting is the baseline itself: no searched setting was better than it on "
+                     f"the search seeds by more than {CHOICE_Z:g} paired SE, so there is nothing to confirm "
+                     "against it (the search found no improvement it can show at this image count)")
     for c in comparisons(records, chosen, name):
         if c.difference is None:
             lines.append(f"- vs trial {c.other} ({c.role}): no paired interval (no seed groups)")
