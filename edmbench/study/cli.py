@@ -194,9 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run a study or a report. Bad input -> one line ``error: ...`` on stderr and exit 2; ``--debug``
     (anywhere on the line, or ``edmbench --debug study ...``) lets the error propagate with its traceback."""
     from edmbench.errors import debug_enabled
+    from edmbench.study.workers import dump_stacks_on_sigusr1
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or debug_enabled()
+    dump_stacks_on_sigusr1()  # kill -USR1 PID: every thread's stack on stderr
     argv = [a for a in argv if a != "--debug"]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import optuna

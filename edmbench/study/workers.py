@@ -43,6 +43,24 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def dump_stacks_on_sigusr1() -> None:
+    """``kill -USR1 PID`` prints every thread's Python stack to stderr (diagnosing a hung worker)."""
+    import faulthandler
+    import sys
+
+    stream = sys.__stderr__  # the process's own stderr (tests may replace sys.stderr with a buffer)
+    if hasattr(faulthandler, "register") and stream is not None:  # not on Windows
+        with contextlib.suppress(AttributeError, OSError, ValueError):  # no file descriptor to write to
+            stream.fileno()
+            faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True)
+
+
+def _child(entry: Callable[..., None], *args: Any) -> None:
+    """A spawned worker: stacks on SIGUSR1, then ``entry(*args)``."""
+    dump_stacks_on_sigusr1()
+    entry(*args)
+
+
 def run_processes(entry: Callable[..., None], spec: Any, options: Any,
                   local: Callable[[Any], Any]) -> Any:
     """Run ``local(options)`` as worker 0 in this process and ``entry`` in ``options.workers - 1`` spawned
@@ -55,7 +73,7 @@ def run_processes(entry: Callable[..., None], spec: Any, options: Any,
     try:
         for worker_id in range(1, options.workers):
             opts = dataclasses.replace(options, device=device_for(options.device, worker_id))
-            proc = ctx.Process(target=entry, args=(spec.source_text, spec.path, opts, worker_id),
+            proc = ctx.Process(target=_child, args=(entry, spec.source_text, spec.path, opts, worker_id),
                                name=f"edmbench-worker-{worker_id}")
             with _sigint_ignored():
                 proc.start()

@@ -108,25 +108,48 @@ class Probe:
         return states.get("COMPLETE", 0) >= N_GRID // 2
 
 
-def _interrupt(args: list[str], cwd: Path, probe: Probe, moment: str, sig: str) -> int:
-    """Start the command in its own process group, signal it once ``moment`` is reached, wait for it."""
+def _interrupt(args: list[str], cwd: Path, probe: Probe, moment: str, sig: str) -> tuple[int, str]:
+    """Start the command in its own process group, signal it once ``moment`` is reached, wait for it.
+    Returns its exit status and stderr."""
     proc = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            text=True, start_new_session=True)
     try:
         while not probe.reached(moment):
             if proc.poll() is not None:  # finished before the moment (a fast study): nothing to interrupt
-                return proc.returncode
+                return proc.returncode, proc.stderr.read()
             time.sleep(0.002 if moment == "file" else 0.02)
         if sig == "term":
             os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the command only
         else:
             os.killpg(proc.pid, SIGNALS[sig])  # Ctrl-C / kill -9 of the whole group
-        return proc.wait(timeout=300)
+        _, err = proc.communicate(timeout=300)
+        return proc.returncode, err
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # leftover workers of a killed parent
+
+
+def finish_or_dump(args: list[str], cwd: Path, timeout: float = 600) -> None:
+    """Run the command to completion (exit 0). If it is still running after ``timeout`` seconds (a hang),
+    every process of its group prints its threads' stacks (SIGUSR1, ``faulthandler``) into the failure."""
+    proc = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tree = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-g", str(proc.pid)],
+                              capture_output=True, text=True).stdout
+        os.killpg(proc.pid, signal.SIGUSR1)
+        time.sleep(5)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"still running after {timeout:g} s:\n{tree}\n{err[-30000:]}") from None
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, f"exited {proc.returncode}\n{out[-2000:]}\n{err[-4000:]}"
 
 
 def check_finished(url: str, name: str, *, grid: bool, n_trials: int) -> None:
@@ -155,12 +178,12 @@ def fault_case(assets, tmp_path: Path, storage: str, workers: int, sig: str, mom
     common = [str(path), "--storage", url, "--workers", str(workers), *FAST]
     probe = Probe(url, name)
     try:
-        rc = _interrupt([PYTHON, str(REPO / "run_study.py"), *common, "--no-report"], tmp_path,
-                        probe, moment, sig)
+        rc, err = _interrupt([PYTHON, str(REPO / "run_study.py"), *common, "--no-report"], tmp_path,
+                             probe, moment, sig)
         probe.close()
-        assert rc in (0, 130, -signal.SIGKILL), rc
+        assert rc in (0, 130, -signal.SIGKILL), f"interrupted run exited {rc}\n{err[-4000:]}"
         tail = () if report else ("--no-report",)
-        run_cli(*common, *tail, cwd=tmp_path, timeout=600)
+        finish_or_dump([PYTHON, str(REPO / "run_study.py"), *common, *tail], tmp_path)
         check_finished(url, name, grid=True, n_trials=N_GRID)
         if report:
             assert (tmp_path / "runs" / name / "summary.md").is_file()
@@ -187,14 +210,15 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow  # ~25 s of worker start-ups
-def test_a_dead_worker_does_not_fail_the_command(assets, tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_dead_worker_does_not_fail_the_command(assets, tmp_path, request, kind):
     """kill -9 of one worker process: the others retry its trial, the command exits 0 with a report."""
-    name = "dead-worker"
-    url = f"sqlite:///{tmp_path / 'runs' / name / 'study.db'}"
+    name = f"dead-worker-{uuid.uuid4().hex[:8]}"
+    url = _url(kind, tmp_path, request.getfixturevalue("postgres_url") if kind == "postgres" else None)
     text = spec_text(assets, name, space=GRID_SPACE, search='sampler = "grid"', num_images=16, rungs="[8]",
                      extra=NO_PRUNING)
     path = write_spec(tmp_path, text)
-    args = [PYTHON, str(REPO / "run_study.py"), str(path), "--workers", "3", *FAST]
+    args = [PYTHON, str(REPO / "run_study.py"), str(path), "--storage", url, "--workers", "3", *FAST]
     proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     probe = Probe(url, name)
@@ -206,12 +230,16 @@ def test_a_dead_worker_does_not_fail_the_command(assets, tmp_path):
                    Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
         os.kill(workers[-1], signal.SIGKILL)
         out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert (tmp_path / "runs" / name / "summary.md").is_file()
+        check_finished(url, name, grid=True, n_trials=N_GRID)
     finally:
+        probe.close()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, err
-    assert (tmp_path / "runs" / name / "summary.md").is_file()
-    check_finished(url, name, grid=True, n_trials=N_GRID)
+        if kind == "postgres":
+            with contextlib.suppress(KeyError):
+                optuna.delete_study(study_name=name, storage=url)
 
 
 # ---- the storage primitives, raced directly (no subprocess) ------------------------------------------
@@ -281,6 +309,54 @@ def test_live_trial_retired_elsewhere_does_not_kill_its_owner(tmp_path, kind):
         "interrupted: test"
     with runner.storage_lock(url):
         assert runner.enqueue_missing_retries(study) == 0  # reconciling again adds nothing
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_initialisation_stopped_half_way_is_finished_by_the_next_open(assets, tmp_path, kind):
+    """A creator killed after enqueueing 5 of the 12 grid points, before the "initialised" mark: the next
+    open enqueues the other 7 (each point once), marks the study, and a third open changes nothing."""
+    from edmbench.study.record import enqueue_attrs
+    from edmbench.study.space import grid_points
+    from edmbench.study.spec import parse_spec
+    from edmbench.study.storage import ATTR_READY, ATTR_SPEC_HASH, directions, open_study
+
+    spec = parse_spec(spec_text(assets, "half", space=GRID_SPACE, search='sampler = "grid"', num_images=16,
+                                rungs="[8]", extra=NO_PRUNING))
+    url = _url(kind, tmp_path, None)
+    study = optuna.create_study(study_name="half", storage=open_storage(url), directions=directions(spec))
+    study.set_user_attr(ATTR_SPEC_HASH, spec.spec_hash)
+    for index, point in enumerate(list(grid_points(spec.space, spec.fixed, spec.constraints))[:5]):
+        study.enqueue_trial(point, user_attrs=enqueue_attrs(grid_index=index))
+    assert ATTR_READY not in study.user_attrs
+    for _ in range(2):
+        again = open_study(spec, open_storage(url))
+        trials = again.get_trials(deepcopy=False)
+        assert sorted(t.user_attrs[ATTR_GRID_INDEX] for t in trials) == list(range(N_GRID))
+        assert {t.state.name for t in trials} == {"WAITING"} and again.user_attrs[ATTR_READY]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_retirer_stopped_before_its_retry_is_reconciled_on_open(assets, tmp_path, kind):
+    """A retirer dies between the FAIL (with ``edmbench:retry``) and enqueueing the retry: the next open of
+    the study enqueues exactly one retry with the same parameters, and later opens add none."""
+    from edmbench.study import _optuna, runner
+    from edmbench.study.record import ATTR_RETRY, ATTR_RETRY_FOR
+    from edmbench.study.spec import parse_spec
+    from edmbench.study.storage import open_study
+
+    spec = parse_spec(spec_text(assets, "retire", space=GRID_SPACE, search='sampler = "grid"', num_images=16,
+                                rungs="[8]", extra=NO_PRUNING))
+    url = _url(kind, tmp_path, None)
+    study = open_study(spec, open_storage(url))
+    tid = runner._claim_waiting(study)
+    assert _optuna.retire_running(study, tid, {ATTR_RETIRED: "interrupted: test", ATTR_RETRY: True})
+    for _ in range(2):
+        trials = open_study(spec, open_storage(url)).get_trials(deepcopy=False)
+        retired = [t for t in trials if _optuna.trial_id(t) == tid][0]
+        retries = [t for t in trials if t.system_attrs.get(ATTR_RETRY_FOR) == retired.number]
+        assert len(trials) == N_GRID + 1 and len(retries) == 1 and retries[0].state.name == "WAITING"
+        assert retries[0].system_attrs["fixed_params"] == retired.system_attrs["fixed_params"]
+        assert retries[0].user_attrs[ATTR_GRID_INDEX] == retired.user_attrs[ATTR_GRID_INDEX]
 
 
 @pytest.mark.parametrize(("kind", "what"), [("sqlite", "database"), ("journal", "journal")])
@@ -381,7 +457,7 @@ MATRIX = [(storage, workers, sig, moment) for moment, sig, workers, storage
 @pytest.mark.parametrize(("storage", "workers", "sig", "moment"), MATRIX)
 def test_fault_matrix(assets, tmp_path, request, storage, workers, sig, moment, rep):
     postgres = request.getfixturevalue("postgres_url") if storage == "postgres" else None
-    fault_case(assets, tmp_path, storage, workers, sig, moment, postgres=postgres)
+    fault_case(assets, tmp_path, storage, workers, sig, moment, postgres=postgres, report=True)
 
 
 def _file_size_limit(limit: int):
