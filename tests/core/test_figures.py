@@ -115,7 +115,7 @@ def test_digits_sampler_plot_has_floor_and_plain_nfe_ticks(tmp_path):
     from edmbench.digits.plots import sampler_plot
 
     rows = [dict(r, num_images=719) for r in _table().to_dict("records") if r["state"] == "COMPLETE"]
-    floor = SimpleNamespace(fid=3.779, fid_err=2.081, n=719)
+    floor = SimpleNamespace(fid=3.779, fid_err=2.081, num_images=719)  # a FloorResult (digits.evaluate)
     path = sampler_plot(rows, floor, tmp_path / "samplers.png")
     assert path.stat().st_size > 0
     fig = plots.fid_axes("t")[0]  # the same pieces, inspected
