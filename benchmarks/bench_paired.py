@@ -4,6 +4,7 @@ sqrt(se_a^2 + se_b^2) and their ratio, measured side by side from one feature ca
 
     nice -n 10 python benchmarks/decisions_features.py --grid reduced --num-images 1200
     nice -n 10 python benchmarks/bench_paired.py --cache benchmarks/_cache/decisions
+    python benchmarks/bench_paired.py --pairs full --cache benchmarks/_cache/decisions-full   # 12,500 images
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from pathlib import Path
 import numpy as np
 from decisions_features import cache_path, load_features, setting_name
 
-PAIRS = [((18, 7.0, 0.0), (15, 7.0, 0.0)), ((18, 7.0, 0.0), (18, 10.0, 0.0)),
-         ((18, 7.0, 0.0), (18, 7.0, 10.0)), ((18, 7.0, 0.0), (8, 7.0, 0.0))]
+PAIRS = {"reduced": [((18, 7.0, 0.0), (15, 7.0, 0.0)), ((18, 7.0, 0.0), (18, 10.0, 0.0)),
+                     ((18, 7.0, 0.0), (18, 7.0, 10.0)), ((18, 7.0, 0.0), (8, 7.0, 0.0))],
+         "full": [((18, 7.0, 0.0), (12, 7.0, 0.0)), ((18, 7.0, 0.0), (18, 12.0, 0.0)),   # the full grid's
+                  ((18, 7.0, 0.0), (18, 7.0, 10.0)), ((18, 7.0, 0.0), (8, 7.0, 0.0))]}  # nearest pairs
 
 
 def reference():
@@ -41,11 +44,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path("benchmarks/_cache/decisions"))
     parser.add_argument("--num-images", type=int, default=None, help="default: all cached images")
+    parser.add_argument("--pairs", choices=sorted(PAIRS), default="reduced")
     args = parser.parse_args(argv)
     ref = reference()
     print("| A | B | n | FID A | B - A | paired SE | unpaired SE | unpaired / paired |")
     print("|---|---|---|---|---|---|---|---|")
-    for a, b in PAIRS:
+    for a, b in PAIRS[args.pairs]:
         if not (cache_path(args.cache, a).is_file() and cache_path(args.cache, b).is_file()):
             print(f"| {setting_name(*a)} | {setting_name(*b)} | (not cached) |")
             continue
