@@ -120,3 +120,18 @@ def test_search_order_penalises_a_difference_that_is_only_noise(assets):
     assert search_order(study, spec, z=0.0) == [1, 2, 0]  # z = 0: the plain search order
     assert CHOICE_Z == 1.0
     assert [number for number, _ in candidates(study, spec)][:1] == [2]  # top_k = 1: trial 2 is rank 1
+
+
+def test_heldout_points_for_the_plot(assets):
+    """The FID-vs-NFE plot's held-out marks: one per confirmed trial, the bias-corrected mean over the ranges
+    with its interval, the role shortened ("rank 1 = baseline" when the chosen trial is the baseline)."""
+    from edmbench.study.report import heldout_points
+
+    spec, study, records = run(assets, [("EDM default", 8), (None, 2)])
+    points = heldout_points(results.rescore_table(study), "fid")
+    by_role = {p.role: p for p in points}
+    assert set(by_role) == {"rank 1 = baseline"}  # Heun 8 beats Heun 2, so rank 1 is the baseline
+    (point,) = points
+    mean = confirmed(records, "fid")[0].mean
+    assert point.fid == mean.debiased and point.interval == mean.interval and point.num_images == 128
+    assert point.nfe == 15 and point.interval[0] < point.fid < point.interval[1]
