@@ -35,6 +35,10 @@ COMMANDS = {
     "run_study.py --help": "import runpy; sys.argv = ['run_study.py', '--help']; "
                            "runpy.run_path('run_study.py', run_name='__main__')",
     "run_study.py --dry-run": _DRY,
+    # the same work without study.cli.main's eager `import optuna` (asked of its owner; shows what it costs)
+    "cli.run_command(--dry-run)": "from edmbench.study.cli import _run_parser, run_command; "
+                                  "run_command(_run_parser().parse_args(['studies/quickstart.toml', "
+                                  "'--dry-run']))",
 }
 
 
