@@ -115,8 +115,13 @@ class Items:
         except FileExistsError:
             return False
 
-    def gather(self, makers: dict) -> dict:
-        """``{key: make()}``: pieces already stored are read, unclaimed ones made here, the others awaited."""
+    def stored(self, keys) -> dict:
+        """The pieces of ``keys`` already stored (nothing is made)."""
+        return {k: v for k, v in ((k, self._load(k)) for k in keys) if v is not None}
+
+    def gather(self, makers: dict, wait: bool = True) -> dict:
+        """``{key: make()}``: pieces already stored are read, unclaimed ones made here, the others awaited
+        (``wait``) or left out."""
         out = {}
         for key, make in makers.items():
             value = self._load(key)
@@ -127,7 +132,7 @@ class Items:
                 tmp.rename(self._path(key))
             if value is not None:
                 out[key] = value
-        for key in makers:
+        for key in makers if wait else ():
             while key not in out:
                 value = self._load(key)
                 if value is None:
@@ -150,7 +155,8 @@ def _teacher(denoiser, seeds: range, steps: int, name: str) -> dict[int, torch.T
     lock.touch()
     images = dict(teacher_images(denoiser, seeds, {"sampler": "heun", "num_steps": steps}, model=name,
                                  batch_size=500))
-    torch.save(images, path)
+    torch.save(images, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").rename(path)  # whole or absent: a waiting process never reads half a file
     lock.unlink()
     return images
 
@@ -211,10 +217,14 @@ def _score(denoiser, extractor, reference, config, seeds: range, teacher=None) -
 
 
 def _winners(args, rows: list[dict]) -> dict[int, tuple[dict, dict]]:
-    """Per NFE: (best searched/optimised row, best rho = 7 row), by FID on the search seeds."""
+    """Per NFE whose edm and searched rows are all scored: (best searched/optimised row, best rho = 7 row),
+    by FID on the search seeds."""
     out = {}
     for nfe in args.nfes:
         at = [r for r in rows if r["nfe"] == nfe]
+        needed = len(args.solvers) * (1 + len(SEARCHED))
+        if len([r for r in at if r["schedule"] in ("edm", *SEARCHED)]) < needed:
+            continue
         base = min((r for r in at if r["schedule"] == "edm"), key=lambda r: r["fid"], default=None)
         other = min((r for r in at if r["schedule"] in SEARCHED), key=lambda r: r["fid"], default=None)
         if base is not None and other is not None:
@@ -222,14 +232,17 @@ def _winners(args, rows: list[dict]) -> dict[int, tuple[dict, dict]]:
     return out
 
 
+def _holdout_makers(args, rows: list[dict], score_holdout) -> dict:
+    return {f"holdout/{nfe}/{r['solver']}/{r['schedule']}":
+            (lambda r=r, nfe=nfe: score_holdout(r["solver"], r["schedule"], nfe))
+            for nfe, pair in _winners(args, rows).items() for r in pair}
+
+
 def _headline(args, rows: list[dict], items: Items, score_holdout) -> list[dict]:
     from edmbench.metrics.paired import paired_difference
 
     winners = _winners(args, rows)
-    makers = {f"holdout/{nfe}/{r['solver']}/{r['schedule']}":
-              (lambda r=r, nfe=nfe: score_holdout(r["solver"], r["schedule"], nfe))
-              for nfe, pair in winners.items() for r in pair}
-    held_all = items.gather(makers)
+    held_all = items.gather(_holdout_makers(args, rows, score_holdout))
     out = []
     for nfe, (other, base) in winners.items():
         a, b = (held_all[f"holdout/{nfe}/{r['solver']}/{r['schedule']}"] for r in (other, base))
@@ -279,6 +292,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default="benchmarks/low_nfe_digits_output.json")
     p.add_argument("--cache", default="benchmarks/_cache/low_nfe_digits.json")
     p.add_argument("--merge", nargs="*", default=[], help="other caches of this script to read first")
+    p.add_argument("--finish", action="store_true", help="report from the stored pieces only (no new rows)")
     return p.parse_args(argv)
 
 
@@ -298,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     # the cache's keys name the NFE, solver and schedule, so only the other arguments must match; runs over
     # disjoint NFE sets may use separate caches (--cache) and be merged with --merge
     fixed = {k: v for k, v in vars(args).items() if k not in ("out", "cache", "merge", "nfes", "solvers",
-                                                              "schedules")}
+                                                              "schedules", "finish")}
     cache = Cache(Path(args.cache), fixed, [Path(m) for m in args.merge])
     search = range(SEARCH_START, SEARCH_START + args.num_images)
     holdout = range(HOLDOUT_START, HOLDOUT_START + args.holdout_images)
@@ -318,11 +332,23 @@ def main(argv: list[str] | None = None) -> None:
             return row
         return run
 
-    found = items.gather({f"search/{n}/{so}/{sc}": make(n, so, sc) for n, so, sc in combos})
-    rows = [{"solver": so, "schedule": sc, **found[f"search/{n}/{so}/{sc}"]} for n, so, sc in combos]
-
     def score_holdout(solver: str, schedule: str, nfe: int) -> dict:
         return _score(denoiser, extractor, reference, _config(solver, schedule, nfe, built), holdout)
+
+    def rows_of(found: dict) -> list[dict]:
+        return [{"solver": so, "schedule": sc, **found[f"search/{n}/{so}/{sc}"]} for n, so, sc in combos
+                if f"search/{n}/{so}/{sc}" in found]
+
+    makers = {f"search/{n}/{so}/{sc}": make(n, so, sc) for n, so, sc in combos}
+    # the headline's rows first (edm and searched schedules), then held-out scores where they are ready,
+    # then the other schedules; --finish: only what is already stored (plus the held-out scores)
+    head = {k: m for k, m in makers.items() if k.split("/")[3] in ("edm", *SEARCHED)}
+    if not args.finish:
+        for nfe in args.nfes:
+            items.gather({k: m for k, m in head.items() if k.split("/")[1] == str(nfe)}, wait=False)
+            items.gather(_holdout_makers(args, rows_of(items.stored(makers)), score_holdout), wait=False)
+    found = items.stored(makers) if args.finish else items.gather(makers)
+    rows = rows_of(found)
 
     headline = _headline(args, rows, items, score_holdout)
     proxy = _proxy_quality(rows)
