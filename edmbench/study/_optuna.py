@@ -13,6 +13,9 @@ every storage edmbench supports (SQLite, PostgreSQL, JournalStorage files):
    and whether it wants a retry) must happen all at once or not at all, and never overwrite a trial its
    owner has just finished: one transaction with ``UPDATE ... WHERE state = 'RUNNING'`` on RDB storages, one
    contiguous append of log records on journal files.
+4. **Whole-line journal appends.** ``JournalFileBackend.append_logs`` writes with a plain append; a full disk
+   can leave half a record that breaks every later read. The subclass here hands the encoded lines to an
+   all-or-nothing writer (``storage._append_whole``) under the backend's own lock.
 
 ``pyproject.toml`` pins Optuna to the tested range (``tests/study/test_optuna_surface.py`` fails loudly on
 any other version): these internals are re-checked whenever that range moves.
@@ -20,7 +23,10 @@ any other version): these internals are re-checked whenever that range moves.
 
 from __future__ import annotations
 
+import functools
+import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -167,3 +173,21 @@ def study_sampler_seeded(study: Any, sampler: Any) -> None:
     """Give the study a freshly seeded sampler (``Study.sampler`` is a plain attribute; Optuna's samplers keep
     their random state inside, so a new object is the public way to reseed deterministically)."""
     study.sampler = sampler
+
+
+@functools.cache
+def whole_line_journal_backend(append: Callable[[str, bytes], None]) -> type:
+    """A ``JournalFileBackend`` whose ``append_logs`` passes the encoded lines to ``append(path, data)``
+    under the backend's lock (private: ``_lock``, ``_file_path``)."""
+    from optuna.storages.journal import JournalFileBackend
+
+    class WholeLineJournalBackend(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
+            self._lock.acquire()
+            try:
+                append(self._file_path, data)
+            finally:
+                self._lock.release()
+
+    return WholeLineJournalBackend

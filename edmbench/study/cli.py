@@ -77,6 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print("\n".join(make_plan(spec, args.n_trials).lines(spec)))
         return 0
+    _quiet_optuna()  # optuna (with numpy, sqlalchemy) is imported only when work starts
     options = RunOptions(storage=args.storage, runs_dir=args.runs_dir, n_trials=args.n_trials,
                          timeout_s=args.timeout, workers=args.workers, device=args.device,
                          batch_size=args.batch_size, heartbeat_s=args.heartbeat, grace_s=args.grace,
@@ -141,8 +142,17 @@ def finish(spec: Any, options: Any) -> None:
     print(f"report written to {outdir}/ (summary.md, trials.csv, plots)")
 
 
+def _quiet_optuna() -> None:
+    """Optuna's INFO lines off: the progress and report say what happened."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def report_command(args: argparse.Namespace) -> int:
     import optuna
+
+    _quiet_optuna()
 
     from edmbench.study.objective import make_scorer
     from edmbench.study.report import write_report
@@ -201,9 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     dump_stacks_on_sigusr1()  # kill -USR1 PID: every thread's stack on stderr
     argv = [a for a in argv if a != "--debug"]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if argv and argv[0] == "report":
             return report_command(_report_parser().parse_args(argv[1:]))

@@ -10,8 +10,6 @@ study that the next command finishes initialising.
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
 import warnings
 from collections.abc import Iterator
@@ -122,28 +120,13 @@ class FlockLock:
 
 
 def _journal_backend(path: Path) -> Any:
-    """Optuna's file journal whose appends are all-or-nothing (:func:`_whole_line_journal`)."""
-    return _whole_line_journal()(str(path), lock_obj=FlockLock(path))
+    """Optuna's file journal whose appends are all-or-nothing. A write that fails part-way (full disk:
+    ENOSPC, EFBIG) is cut back to where it began, and a torn last line left by an earlier writer (killed
+    mid-write, or a failed cut) is cut before the next append: Optuna would otherwise glue the next record
+    to it, and every later read of the journal would fail ("Invalid log format")."""
+    from edmbench.study._optuna import whole_line_journal_backend
 
-
-@functools.cache
-def _whole_line_journal() -> type:
-    """Optuna's ``JournalFileBackend``, appending whole lines or nothing. A write that fails part-way (full
-    disk: ENOSPC, EFBIG) is cut back to where it began, and a torn last line left by an earlier writer
-    (killed mid-write, or a failed cut) is cut before the next append: Optuna would otherwise glue the next
-    record to it, and every later read of the journal would fail ("Invalid log format")."""
-    from optuna.storages.journal import JournalFileBackend
-
-    class WholeLineJournalBackend(JournalFileBackend):
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
-            self._lock.acquire()
-            try:
-                _append_whole(self._file_path, data)
-            finally:
-                self._lock.release()
-
-    return WholeLineJournalBackend
+    return whole_line_journal_backend(_append_whole)(str(path), lock_obj=FlockLock(path))
 
 
 def _append_whole(path: str, data: bytes) -> None:
