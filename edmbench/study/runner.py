@@ -321,7 +321,7 @@ def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudyS
                             enabled=options.progress) as progress:
             return evaluate(study, trial, evaluator, options, progress)
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: retry this trial when the study is resumed
-        retire(study, trial, "interrupted by the user", retry=True)
+        _retire_interrupted(study, trial, options)
         raise
     except Exception as exc:
         if is_shard_error(exc):  # a rank died: retry this trial when the study is re-run
@@ -339,6 +339,18 @@ def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudyS
         raise StorageError(f"the study storage {options.storage_url(spec)} could not be written during "
                            f"trial {trial.number} ({cause}); {fate} when you re-run the same command "
                            "once the storage is writable again") from None
+
+
+def _retire_interrupted(study: Any, trial: Any, options: RunOptions) -> None:
+    """Retire an interrupted trial with a retry. The interrupt may have cut a storage statement short
+    (psycopg cancels it), so the retire itself can fail: the interrupt still wins (exit 130), and the trial,
+    left RUNNING without heartbeat, is retired with its retry by the next run after ``grace_s``."""
+    try:
+        retire(study, trial, "interrupted by the user", retry=True)
+    except Exception as exc:
+        _log.warning("trial %d could not be retired after the interrupt (%s); it stays RUNNING and is "
+                     "retried %g s after its last heartbeat when the same command is run again", trial.number,
+                     str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, options.grace_s)
 
 
 def _others_running(study: Any) -> bool:
