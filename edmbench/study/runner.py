@@ -222,7 +222,9 @@ def is_storage_error(exc: BaseException) -> bool:
 
 def is_shard_error(exc: BaseException) -> bool:
     """Whether a rank of a sharded evaluation died or timed out (the study cannot go on without it)."""
-    return type(exc).__name__ == "ShardError" and type(exc).__module__ == "edmbench.metrics.shard"
+    from edmbench.metrics.shard import ShardError  # numpy only: imported once an error is judged
+
+    return isinstance(exc, ShardError)
 
 
 def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: RunOptions,
