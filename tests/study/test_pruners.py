@@ -22,27 +22,6 @@ def scoring():
             load_reference(data_path("pretrained/digits-train-stats.npz")))
 
 
-def objective(scoring):
-    """Score a trial's Heun setting on seeds 0..99, writing the rung evidence before asking the pruner."""
-    from edmbench.metrics.evaluate import score_rungs
-    from edmbench.sampling import SamplerConfig
-
-    denoiser, extractor, reference = scoring
-
-    def run(trial: optuna.Trial) -> float:
-        config = SamplerConfig.from_dict({"sampler": "heun", "num_steps": trial.suggest_int("num_steps", 2, 8)})  # noqa: E501
-        for result in score_rungs(denoiser, config, range(NUM_IMAGES), extractor, reference, RUNGS,
-                                  batch_size=100, class_policy=None):
-            if result.num_images < NUM_IMAGES:
-                write_rung_evidence(trial, result.num_images, result.fid, result.fid_loo)
-                trial.report(result.fid, result.num_images)
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-        return result.fid
-
-    return run
-
-
 def test_far_worse_is_pruned_at_the_first_rung_and_an_equal_one_is_not(scoring):
     # Heun 4 steps (NFE 7) is the incumbent; Heun 2 steps (NFE 3) is far worse (measured with Heun 6 as
     # incumbent at 60 images: +720 FID-digits, 95% paired interval [+638, +803]); Heun 4 again has
@@ -50,7 +29,7 @@ def test_far_worse_is_pruned_at_the_first_rung_and_an_equal_one_is_not(scoring):
     study = optuna.create_study(pruner=PairedPruner(level=0.95))
     for steps in (4, 2, 4):
         study.enqueue_trial({"num_steps": steps})
-    study.optimize(objective(scoring), n_trials=3)
+    study.optimize(scored_objective(scoring, "fid"), n_trials=3)
     incumbent, worse, equal = study.trials
     assert incumbent.state == optuna.trial.TrialState.COMPLETE
     assert worse.state == optuna.trial.TrialState.PRUNED and worse.last_step == RUNGS[0]
@@ -98,7 +77,8 @@ def test_paired_pruner_in_a_study_spec(assets):
 
 
 def scored_objective(scoring, name: str, kid_pr=None, meter=None):
-    """As ``objective``, but the rung evidence is the registered objective ``name``'s Score (value, loo)."""
+    """Score a trial's Heun setting on seeds 0..99 by the registered objective ``name``, writing its rung
+    evidence (Score value, leave-one-group-out values) before asking the pruner."""
     from edmbench.metrics.evaluate import score_rungs
     from edmbench.sampling import SamplerConfig
     from edmbench.study.objectives import get_objective
