@@ -245,7 +245,7 @@ def confirmation_markdown(spec: StudySpec, table: Any, records: Any) -> list[str
         return []
     name, label = objective.name, objective.label
     settings = confirmed(records, name)
-    chosen = _chosen(records)
+    chosen = chosen_trial(records)
     per = records[0]["num_images"]
     lines = [f"## Held-out confirmation (the headline numbers: seeds no trial used, {per:,} per range)",
              "", f"| trial | role | NFE | held-out {label} per range | min | spread | "
@@ -285,7 +285,7 @@ def confirmation_markdown(spec: StudySpec, table: Any, records: Any) -> list[str
     return lines
 
 
-def _chosen(records: list[dict[str, Any]]) -> int:
+def chosen_trial(records: list[dict[str, Any]]) -> int:
     """The trial ranked 1 by the search (the role written by :func:`confirm`)."""
     for r in records:
         if "rank 1" in str(r.get("role", "")):

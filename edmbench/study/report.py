@@ -141,9 +141,9 @@ def _chosen_row(table: Any, rescored: Any, fallback: Any) -> Any:
     """The table row of the held-out confirmation's chosen trial (rank 1), else ``fallback``."""
     if rescored is None or rescored.empty:
         return fallback
-    from edmbench.study.confirm import _chosen
+    from edmbench.study.confirm import chosen_trial
 
-    rows = table[table["number"] == _chosen(rescored.to_dict("records"))]
+    rows = table[table["number"] == chosen_trial(rescored.to_dict("records"))]
     return fallback if rows.empty else rows.iloc[0]
 
 
