@@ -77,16 +77,10 @@ class _VersionAction(argparse.Action):
 PASSTHROUGH = ("study", "quickstart")
 
 
-# bad input, refused with one line and exit status 2 by every sub-command (tracebacks only with --debug):
-# edmbench's own errors (EdmbenchError is a ValueError), validation ValueErrors, missing/unreadable files,
-# and numeric overflow from a value that is out of range (e.g. --rho 1e-300)
-USER_ERRORS = (ValueError, OSError, ArithmeticError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. Bad input -> one line ``edmbench <command>: error: ...`` on stderr, exit 2;
     ``--debug`` (anywhere on the line) shows the traceback instead."""
-    from edmbench.errors import DEBUG_ENV, one_line
+    from edmbench.errors import DEBUG_ENV, USER_ERRORS, one_line
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--debug" in argv:

@@ -71,6 +71,11 @@ def env_int(name: str, default: int) -> int:
     return value
 
 
+# bad input, refused with one line and exit status 2 by every command (tracebacks only with --debug):
+# edmbench's own errors (EdmbenchError is a ValueError), validation ValueErrors, missing/unreadable files,
+# and numeric overflow from a value that is out of range (e.g. --rho 1e-300)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ArithmeticError)
+
 DEBUG_ENV = "EDMBENCH_DEBUG"  # set by ``edmbench --debug``: errors propagate with their traceback
 
 

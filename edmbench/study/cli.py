@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edmbench.errors import USER_ERRORS
 from edmbench.resources import find_spec
 from edmbench.study._checks import SpecError
 
@@ -180,10 +181,9 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# bad input or an unusable storage, refused with one line and exit status 2 (tracebacks only with --debug):
-# spec problems, validation ValueErrors, missing or unreadable files, storage failures (StorageError and the
-# spec-mismatch RuntimeError) and numeric overflow from out-of-range values -- as ``edmbench.cli``
-USER_ERRORS = (ValueError, OSError, RuntimeError, ArithmeticError)
+# a study command refuses, besides every command's USER_ERRORS (edmbench.errors), an unusable storage
+# (StorageError and the spec-mismatch RuntimeError)
+STUDY_ERRORS = (*USER_ERRORS, RuntimeError)
 
 
 def error_lines(exc: BaseException) -> list[str]:
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] == "report":
             return report_command(_report_parser().parse_args(argv[1:]))
         return run_command(_run_parser().parse_args(argv))
-    except USER_ERRORS as exc:
+    except STUDY_ERRORS as exc:
         if debug:
             raise
         print("\n".join(error_lines(exc)), file=sys.stderr)
