@@ -178,14 +178,15 @@ def study_sampler_seeded(study: Any, sampler: Any) -> None:
 @functools.cache
 def whole_line_journal_backend(append: Callable[[str, bytes], None]) -> type:
     """A ``JournalFileBackend`` whose ``append_logs`` passes the encoded lines to ``append(path, data)``
-    under the backend's lock (private: ``_lock``, ``_file_path``)."""
+    under the backend's lock (private: ``_lock``, ``_file_path``). The lock must tolerate a release that
+    follows an interrupted acquire (``storage.FlockLock`` does)."""
     from optuna.storages.journal import JournalFileBackend
 
     class WholeLineJournalBackend(JournalFileBackend):
         def append_logs(self, logs: list[dict[str, Any]]) -> None:
             data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode()
-            self._lock.acquire()
-            try:
+            try:  # acquire inside: an interrupt right after the lock is taken still releases it
+                self._lock.acquire()
                 append(self._file_path, data)
             finally:
                 self._lock.release()

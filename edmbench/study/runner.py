@@ -262,6 +262,9 @@ def evaluate(study: Any, trial: Any, evaluator: Callable[..., Any], options: Run
     return state.name
 
 
+_interrupted = threading.Event()  # set by interrupt_once's handler: this process is shutting down
+
+
 def interrupt_once(*signums: int) -> dict[int, Any]:
     """Turn the first of ``signums`` into ``KeyboardInterrupt``; ignore every later one, so a second signal
     (the terminal's and a forwarded one, or an impatient user) cannot land inside the retire step.
@@ -270,6 +273,7 @@ def interrupt_once(*signums: int) -> dict[int, Any]:
     def handler(signum: int, frame: Any) -> None:
         for s in signums:
             signal.signal(s, signal.SIG_IGN)
+        _interrupted.set()
         raise KeyboardInterrupt
 
     previous: dict[int, Any] = {}
@@ -283,6 +287,29 @@ def interrupt_once(*signums: int) -> dict[int, Any]:
 def restore_handlers(previous: dict[int, Any]) -> None:
     for s, handler in previous.items():
         signal.signal(s, handler)
+
+
+@contextmanager
+def interrupt_wins() -> Iterator[None]:
+    """After a signal was received, any error that ends the run is the interrupt's: a storage statement the
+    signal cut short, or one that timed out on a lock while the workers were stopping ("database is
+    locked"), ends the run as an interrupt (exit 130) and not as a failure. The storage is consistent
+    whatever that statement was (every transition is atomic), and a trial left RUNNING is retried once its
+    heartbeat is stale."""
+    try:
+        yield
+    except Exception as exc:
+        if not _interrupted.is_set():
+            raise
+        _log.warning("stopping after the interrupt: %s", _first_line(exc))
+        raise KeyboardInterrupt from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The cause of ``exc`` in one short line (the driver's message for a SQLAlchemy error)."""
+    cause = getattr(exc, "orig", None) or exc.__cause__ or exc  # Optuna wraps SQLAlchemy's error
+    text = str(getattr(cause, "orig", None) or cause)
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def worker_loop(spec: StudySpec, options: RunOptions, worker_id: int = 0,
@@ -352,7 +379,7 @@ def _retire_interrupted(study: Any, trial: Any, options: RunOptions) -> None:
     except Exception as exc:
         _log.warning("trial %d could not be retired after the interrupt (%s); it stays RUNNING and is "
                      "retried %g s after its last heartbeat when the same command is run again", trial.number,
-                     str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__, options.grace_s)
+                     _first_line(exc), options.grace_s)
 
 
 def _others_running(study: Any) -> bool:
@@ -365,7 +392,7 @@ def _worker_entry(spec_text: str, spec_path: str, options: RunOptions, worker_id
     """A spawned worker process: SIGINT is ignored (inherited), the parent's SIGTERM stops it once."""
     interrupt_once(signal.SIGTERM)
     spec = parse_spec(spec_text, source=spec_path)
-    with suppress(KeyboardInterrupt):
+    with suppress(KeyboardInterrupt), interrupt_wins():
         worker_loop(spec, options, worker_id)
 
 
@@ -376,23 +403,30 @@ def run_study(spec: StudySpec, options: RunOptions) -> dict[str, int]:
     (``edmbench.study.distributed``): rank 0 runs the one worker loop; the other ranks score their shares
     and, once rank 0 has finished the trials, exit the process (``SystemExit(0)``), so whatever the
     caller does next (re-scoring, the report) runs on rank 0 alone."""
+    _interrupted.clear()
     previous = interrupt_once(signal.SIGINT, signal.SIGTERM)
     try:
-        from edmbench.study.distributed import shard_from_env
-
-        shard = shard_from_env(options.device)
-        if shard is not None:
-            return _run_sharded(spec, options, shard)
-        storage = open_storage(options.storage_url(spec))
-        open_study(spec, storage)  # create + enqueue once, before any worker starts
-        if options.workers <= 1:
-            return worker_loop(spec, options, storage=storage)
-        from edmbench.study.workers import run_processes
-
-        return run_processes(_worker_entry, spec, options,
-                             lambda opts: worker_loop(spec, opts, worker_id=0, storage=storage))
+        with interrupt_wins():
+            return _run(spec, options)
     finally:
         restore_handlers(previous)
+
+
+def _run(spec: StudySpec, options: RunOptions) -> dict[str, int]:
+    from edmbench.study.distributed import shard_from_env
+
+    shard = shard_from_env(options.device)
+    if shard is not None:
+        return _run_sharded(spec, options, shard)
+    storage = open_storage(options.storage_url(spec))
+    study = open_study(spec, storage)  # create + enqueue once, before any worker starts
+    if options.workers <= 1:
+        return worker_loop(spec, options, storage=storage)
+    from edmbench.study.workers import run_processes
+
+    return run_processes(_worker_entry, spec, options,
+                         lambda opts: worker_loop(spec, opts, worker_id=0, storage=storage),
+                         busy=lambda: _others_running(study))
 
 
 def _run_sharded(spec: StudySpec, options: RunOptions, shard: Any) -> dict[str, int]:

@@ -32,6 +32,8 @@ ATTR_SPEC_HASH = "edmbench:spec_hash"
 ATTR_SPEC_TEXT = "edmbench:spec"
 ATTR_READY = "edmbench:initialised"
 JOURNAL_PREFIX = "journal:"
+SQLITE_BUSY_TIMEOUT_S = 60.0  # how long an SQLite statement waits for another worker's write lock
+LOCK_WAIT_S = 300.0  # how long storage_lock waits before it says which lock is held (never a silent hang)
 
 
 def default_storage_url(spec: StudySpec, runs_dir: str | Path = "runs") -> str:
@@ -68,7 +70,7 @@ def open_storage(url: str) -> Any:
     if sqlite:
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         # timeout: wait on locks from parallel workers; isolation_level None: edmbench issues BEGIN itself
-        engine_kwargs = {"connect_args": {"timeout": 60, "isolation_level": None}}
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
     import sqlalchemy.exc
@@ -101,22 +103,36 @@ def _unreadable(url: str, exc: BaseException) -> str:
 
 class FlockLock:
     """A journal-file lock held with ``flock``: the kernel releases it when its holder dies, so a worker
-    killed while appending never blocks the others (Optuna's symlink/open locks wait out a grace period)."""
+    killed while appending never blocks the others (Optuna's symlink/open locks wait out a grace period).
+
+    One descriptor per lock object, locked and unlocked in place: an interrupt that lands between taking the
+    lock and the ``try`` that releases it cannot leave a locked descriptor behind, and taking the lock again
+    in the same process (the retire after that interrupt) succeeds instead of waiting on itself forever.
+    Threads of one process are serialised by ``JournalStorage``'s own thread lock, which every append holds.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self._path = f"{path}.flock"
-        self._fds: list[int] = []
+        self._fd: int | None = None
 
     def acquire(self) -> bool:
         import fcntl
 
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        self._fds.append(fd)
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
         return True
 
     def release(self) -> None:
-        os.close(self._fds.pop())  # closing the descriptor releases the lock
+        import fcntl
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def __del__(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
 
 
 def _journal_backend(path: Path) -> Any:
@@ -172,20 +188,21 @@ _PG_LOCK_KEY = 0x65646D62656E6368 & 0x7FFFFFFFFFFFFFFF  # "edmbench" as a signed
 
 
 @contextlib.contextmanager
-def storage_lock(url: str) -> Iterator[None]:
+def storage_lock(url: str, wait_s: float | None = None) -> Iterator[None]:
     """Serialise study creation, initialisation and retry bookkeeping among every process on ``url``.
 
     SQLite and journal files: ``flock`` on ``PATH.lock``; PostgreSQL: a session advisory lock. Both are
     released by the operating system or the server when the holder dies, so a signal at any moment leaves
-    nothing to clean up. Other SQLAlchemy backends run unlocked (initialisation stays idempotent)."""
+    nothing to clean up. Other SQLAlchemy backends run unlocked (initialisation stays idempotent). A lock
+    still held by another process after ``wait_s`` seconds (default ``LOCK_WAIT_S``) raises
+    :class:`StorageError` naming it, instead of waiting forever."""
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
     path = _local_path(url)
     if path is not None:
-        import fcntl
-
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock_within(fd, wait_s, f"{path}.lock")
             yield
         finally:
             os.close(fd)
@@ -196,8 +213,7 @@ def storage_lock(url: str) -> Iterator[None]:
         engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
         try:
             with engine.connect() as conn:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
-                conn.commit()
+                _pg_advisory_lock_within(conn, wait_s, url)
                 try:
                     yield
                 finally:
@@ -207,6 +223,45 @@ def storage_lock(url: str) -> Iterator[None]:
             engine.dispose()
         return
     yield
+
+
+def _held_too_long(what: str, wait_s: float) -> StorageError:
+    return StorageError(f"{what} is still held by another process after {wait_s:g} s; if no other edmbench "
+                        "command is using this storage, a stopped process may hold it: end that process "
+                        "and re-run the same command")
+
+
+def _flock_within(fd: int, wait_s: float, name: str) -> None:
+    """``flock(fd, LOCK_EX)``, polling (a blocking ``flock`` has no timeout) for at most ``wait_s``."""
+    import fcntl
+    import time
+
+    deadline, pause = time.monotonic() + wait_s, 0.001
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise _held_too_long(f"the study lock {name}", wait_s) from None
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
+
+
+def _pg_advisory_lock_within(conn: Any, wait_s: float, url: str) -> None:
+    """``pg_advisory_lock`` under a ``lock_timeout`` of ``wait_s`` (the server ends the wait)."""
+    import sqlalchemy
+    import sqlalchemy.exc
+
+    conn.execute(sqlalchemy.text(f"SET lock_timeout = '{max(1, int(wait_s * 1000))}ms'"))
+    try:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+    except sqlalchemy.exc.OperationalError as exc:
+        if "lock timeout" not in str(exc):
+            raise
+        raise _held_too_long(f"the study lock (advisory lock {_PG_LOCK_KEY}) of {url}", wait_s) from None
+    conn.execute(sqlalchemy.text("SET lock_timeout = 0"))
+    conn.commit()
 
 
 def _local_path(url: str) -> Path | None:

@@ -13,10 +13,12 @@ import logging
 import multiprocessing
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 _log = logging.getLogger("edmbench.study")
+STUCK_S = 300.0  # a worker still alive this long after the study last had a running trial is stuck
 
 
 def device_for(device: str, worker_id: int) -> str:
@@ -62,12 +64,14 @@ def _child(entry: Callable[..., None], *args: Any) -> None:
 
 
 def run_processes(entry: Callable[..., None], spec: Any, options: Any,
-                  local: Callable[[Any], Any]) -> Any:
+                  local: Callable[[Any], Any], busy: Callable[[], bool] | None = None) -> Any:
     """Run ``local(options)`` as worker 0 in this process and ``entry`` in ``options.workers - 1`` spawned
     processes; an interrupt in this process stops them all (one SIGTERM each) and waits for them.
 
     A worker that dies (kill -9, out of memory) does not fail the command: its trial is retried by the
-    others once its heartbeat is stale, and the study completes; the death is logged."""
+    others once its heartbeat is stale, and the study completes; the death is logged. ``busy()``: whether
+    the study has a running trial; a worker still alive ``STUCK_S`` seconds after it last had one is
+    stuck (it has nothing left to do): its stacks are printed, it is stopped, and the command goes on."""
     ctx = multiprocessing.get_context("spawn")
     procs = []
     try:
@@ -79,8 +83,7 @@ def run_processes(entry: Callable[..., None], spec: Any, options: Any,
                 proc.start()
             procs.append(proc)
         counts = local(dataclasses.replace(options, device=device_for(options.device, 0)))
-        for proc in procs:
-            proc.join()
+        _join_or_stop_stuck(procs, busy)
     except BaseException:
         for proc in procs:
             if proc.is_alive() and proc.pid is not None:
@@ -94,3 +97,29 @@ def run_processes(entry: Callable[..., None], spec: Any, options: Any,
             _log.warning("worker process %s exited with code %s; the study went on without it",
                          proc.name, proc.exitcode)
     return counts
+
+
+def _join_or_stop_stuck(procs: list[Any], busy: Callable[[], bool] | None) -> None:
+    """Join every worker; one alive ``STUCK_S`` seconds after the study was last ``busy()`` is stuck: its
+    stacks go to stderr (SIGUSR1), then it is killed. Without ``busy``, wait as long as it takes."""
+    idle_since = time.monotonic()
+    for proc in procs:
+        while proc.is_alive():
+            proc.join(timeout=1.0 if busy is not None else None)
+            if not proc.is_alive():
+                break
+            try:
+                working = busy()
+            except Exception:  # a storage that cannot be read counts as idle
+                working = False
+            if working:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > STUCK_S:
+                _log.warning("worker process %s (pid %s) is still alive %g s after the study's last running "
+                             "trial: it is stuck; its stacks follow, then it is stopped", proc.name, proc.pid,
+                             STUCK_S)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGUSR1)
+                proc.join(timeout=5.0)  # time to print the stacks
+                proc.kill()
+                proc.join()

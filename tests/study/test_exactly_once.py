@@ -415,8 +415,11 @@ def _no_duplicate_params(url: str, name: str, n_trials: int) -> None:
 TPE_SPACE = '[space.rho]\ntype = "float"\nlow = 2.0\nhigh = 10.0\n'
 
 
-def test_parallel_tpe_workers_never_duplicate_parameters(assets, tmp_path):
-    name, url = "tpe-par", f"sqlite:///{tmp_path / 'study.db'}"
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("journal", marks=pytest.mark.slow)])  # ~30 s each
+def test_parallel_tpe_workers_never_duplicate_parameters(assets, tmp_path, kind):
+    """Three workers, 12 TPE trials over a continuous rho: no two trials share a value (every sampled trial
+    has its own seed; see runner.trial_seed)."""
+    name, url = "tpe-par", _url(kind, tmp_path, None)
     text = spec_text(assets, name, space=TPE_SPACE, n_trials=12, num_images=16, rungs="[8]").replace(
         '[fixed]\nsampler = "heun"', '[fixed]\nsampler = "heun"\nnum_steps = 4')
     path = write_spec(tmp_path, text)
