@@ -57,6 +57,17 @@ class BudgetSpec:
 class EnqueueSpec:
     label: str
     params: dict[str, Any]
+    baseline: bool = True  # False: a starting point (e.g. an optimiser's output), confirmed only if top k
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepMember:
+    """One study of a ``[sweep]``: ``knob`` fixed to ``value`` (one of ``values``) in the study ``parent``."""
+
+    parent: str
+    knob: str
+    value: Any
+    values: tuple[Any, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +185,7 @@ def read_enqueue(items: Any, space: Sequence[ParamSpec], problems: list[str]) ->
     out = []
     for i, item in enumerate(items):
         r = Reader(item, f"enqueue.{i}", problems)
-        r.check_keys(["label", "params"])
+        r.check_keys(["label", "params", "baseline"])
         params = dict(r.table_of("params"))
         for key, value in params.items():
             if key not in by_name:
@@ -183,8 +194,117 @@ def read_enqueue(items: Any, space: Sequence[ParamSpec], problems: list[str]) ->
                 r.fail(f"params.{key} = {value!r} is not one of the choices {list(by_name[key].choices)}")
             elif by_name[key].kind != "categorical" and not is_number(value):
                 r.fail(f"params.{key} must be a number, got {value!r}")
-        out.append(EnqueueSpec(label=r.string("label", f"enqueued {i}") or "", params=params))
+        out.append(EnqueueSpec(label=r.string("label", f"enqueued {i}") or "", params=params,
+                               baseline=r.boolean("baseline", True)))
     return out
+
+
+# ---- [sweep]: one study per value of one knob --------------------------------------------------------
+
+SWEEP_MEMBER = "member"  # [sweep.member]: which value a member study is (written by spec.parse_specs)
+KNOTS_SPACE = "knots"    # [space.knots] type = "knots": every knot_k fraction the fixed num_steps needs
+
+
+def read_sweep(table: Any, problems: list[str], *, member_required: bool = True) -> tuple[str, list[Any]]:
+    """``[sweep] KNOB = [values]``: the knob (a sampler knob, neither fixed nor searched; checked with the
+    member) and its distinct scalar values."""
+    r = Reader(table, "sweep", problems)
+    keys = [k for k in r.table if k != SWEEP_MEMBER]
+    if len(keys) != 1:
+        r.fail(f"name exactly one knob and its values, e.g. num_steps = [4, 5, 6]; got {keys or 'none'}")
+        return "", []
+    knob = keys[0]
+    values = r.list_of(knob, lambda v: isinstance(v, str | int | float | bool), "strings/numbers")
+    if not values:
+        r.fail(f"{knob} must be a non-empty list of values, e.g. {knob} = [4, 5, 6]")
+    elif len(set(map(repr, values))) != len(values):
+        r.fail(f"{knob} values must be distinct, got {values}")
+    if member_required and SWEEP_MEMBER not in r.table:
+        r.fail(f"this file is a sweep of {len(values)} studies ({knob} = {values}): run it with "
+               "run_study.py (or load it with edmbench.study.spec.load_specs), which runs each in turn")
+    return knob, values
+
+
+def member_table(knob: str, value: Any) -> str:
+    """The TOML ``[sweep.member]`` table that selects ``value``."""
+    text = ("true" if value else "false") if isinstance(value, bool) else (
+        f'"{value}"' if isinstance(value, str) else repr(value))
+    return f"# the study of {knob} = {value} (added by edmbench to this member's copy of the spec)\n" \
+           f"[sweep.{SWEEP_MEMBER}]\n{knob} = {text}\n"
+
+
+def sweep_member(data: dict[str, Any], problems: list[str]) -> SweepMember | None:
+    """The member a spec's ``[sweep]`` selects (None, with problems, when it cannot be read)."""
+    n_before = len(problems)
+    knob, values = read_sweep(data["sweep"], problems)
+    member = data["sweep"].get(SWEEP_MEMBER) if isinstance(data["sweep"], dict) else None
+    if len(problems) > n_before or not isinstance(member, dict):
+        return None
+    value = member.get(knob)
+    if set(member) != {knob} or repr(value) not in map(repr, values):
+        problems.append(f"[sweep.{SWEEP_MEMBER}] must name one of {knob} = {values}, got {member}")
+        return None
+    for section in ("fixed", "space"):
+        if isinstance(data.get(section), dict) and knob in data[section]:
+            problems.append(f"[sweep] {knob} is also in [{section}]; a swept knob is set by the sweep alone")
+            return None
+    study = data.get("study")
+    parent = study.get("name") if isinstance(study, dict) else None
+    return SweepMember(parent if isinstance(parent, str) else "unnamed", knob, value, tuple(values))
+
+
+def member_data(data: dict[str, Any], member: SweepMember) -> dict[str, Any]:
+    """The spec tables of one sweep member: named ``<parent>-<knob>-<value>``, ``knob`` fixed to the value,
+    and only the ``[[enqueue]]`` entries that do not set ``knob`` or set it to this value (without it)."""
+    out = {k: v for k, v in data.items() if k != "sweep"}
+    study = dict(data.get("study", {})) if isinstance(data.get("study"), dict) else data.get("study", {})
+    if isinstance(study, dict):
+        study["name"] = f"{member.parent}-{member.knob}-{member.value}"
+    out["study"] = study
+    fixed = data.get("fixed", {})
+    out["fixed"] = {**fixed, member.knob: member.value} if isinstance(fixed, dict) else fixed
+    if isinstance(data.get("enqueue"), list):
+        out["enqueue"] = [_member_entry(item, member) for item in data["enqueue"]
+                          if _for_member(item, member)]
+    return out
+
+
+def _for_member(item: Any, member: SweepMember) -> bool:
+    params = item.get("params") if isinstance(item, dict) else None
+    return not isinstance(params, dict) or member.knob not in params or repr(params[member.knob]) == repr(
+        member.value)
+
+
+def _member_entry(item: Any, member: SweepMember) -> Any:
+    if not isinstance(item, dict) or not isinstance(item.get("params"), dict):
+        return item
+    return {**item, "params": {k: v for k, v in item["params"].items() if k != member.knob}}
+
+
+def read_knots_space(table: Any, fixed: dict[str, Any], others: Sequence[str],
+                     problems: list[str]) -> list[ParamSpec]:
+    """``[space.knots] type = "knots"``: ``knot_1 .. knot_{L-2}`` (each a float in [0, 1],
+    :mod:`edmbench.sampling.knots`) for the ``L`` levels of the fixed ``num_steps`` (and end point)."""
+    from edmbench.sampling import SamplerConfig
+    from edmbench.sampling.conventions import Convention
+    from edmbench.sampling.knots import KNOT_HIGH, KNOT_LOW, KNOT_PREFIX, knot_names
+
+    r = Reader(table, f"space.{KNOTS_SPACE}", problems)
+    r.check_keys(["type"])
+    r.string("type", required=True, choices=[KNOTS_SPACE])
+    steps, defaults = fixed.get("num_steps"), SamplerConfig.defaults()
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        r.fail("needs num_steps in [fixed] or [sweep] (it decides how many knot_k fractions there are)")
+        return []
+    try:
+        levels = Convention(fixed.get("endpoint", defaults["endpoint"]),
+                            fixed.get("afs", defaults["afs"])).num_levels(steps)
+    except ValueError:
+        return []  # the [fixed] check reports the bad end point
+    explicit = [n for n in others if n.startswith(KNOT_PREFIX)]
+    if explicit:
+        r.fail(f"searches every knot_k already; remove [space.{explicit[0]}]")
+    return [ParamSpec(name, "float", low=KNOT_LOW, high=KNOT_HIGH) for name in knot_names(levels)]
 
 
 def read_rescore(table: Any, problems: list[str]) -> RescoreSpec | None:

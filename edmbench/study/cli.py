@@ -65,18 +65,19 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from edmbench.study.plan import make_plan
-    from edmbench.study.runner import DEFAULT_EVALUATOR, RunOptions, run_study
-    from edmbench.study.spec import load_spec
+    from edmbench.study.runner import DEFAULT_EVALUATOR, RunOptions
+    from edmbench.study.spec import load_specs
 
-    spec = load_spec(find_spec(args.spec))  # a path, or a shipped spec name such as "quickstart"
+    specs = load_specs(find_spec(args.spec))  # a path, or a shipped spec name such as "quickstart"
     from edmbench.study.preflight import preflight as check_spec
 
-    check_spec(spec, inputs=False)  # rungs and the plan's size; reads no file
+    for spec in specs:
+        check_spec(spec, inputs=False)  # rungs and the plan's size; reads no file
     if args.dry_run:
-        print("\n".join(make_plan(spec, args.n_trials).lines(spec)))
+        for i, spec in enumerate(specs, start=1):
+            heading = [f"study {i} of {len(specs)}: {spec.name}"] if len(specs) > 1 else []
+            print("\n".join([*heading, *make_plan(spec, args.n_trials).lines(spec)]))
         return 0
     _quiet_optuna()  # optuna (with numpy, sqlalchemy) is imported only when work starts
     options = RunOptions(storage=args.storage, runs_dir=args.runs_dir, n_trials=args.n_trials,
@@ -94,8 +95,24 @@ def run_command(args: argparse.Namespace) -> int:
     if options.evaluator == DEFAULT_EVALUATOR:
         from edmbench.study.objective import preflight
 
-        preflight(spec)  # a missing weight file or an unreachable download fails here, before any work
-        check_spec(spec)  # the model, its classes, the reference and its dimension, before any storage
+        for spec in specs:
+            preflight(spec)  # a missing weight file or an unreachable download fails here, before any work
+            check_spec(spec)  # the model, its classes, the reference and its dimension, before any storage
+    for spec in specs:
+        code = _run_one(spec, options, report=not args.no_report)
+        if code:
+            return code
+    if len(specs) > 1 and not args.no_report:
+        _sweep_summary(specs, options)
+    return 0
+
+
+def _run_one(spec: Any, options: Any, *, report: bool) -> int:
+    """One study (a sweep runs each member in turn), then its confirmation and report; 130 if interrupted."""
+    import dataclasses
+
+    from edmbench.study.runner import run_study
+
     try:
         run_study(spec, options)
     except KeyboardInterrupt:
@@ -107,9 +124,26 @@ def run_command(args: argparse.Namespace) -> int:
         if failure is exc:
             raise
         raise failure from exc
-    if not args.no_report:
+    if report:
+        if options.threads and options.workers > 1:  # the workers have stopped: confirm on all their cores
+            import torch
+
+            torch.set_num_threads(options.threads * options.workers)
         finish(spec, dataclasses.replace(options, workers=1))
+        if options.threads:
+            import torch
+
+            torch.set_num_threads(options.threads)
     return 0
+
+
+def _sweep_summary(specs: list[Any], options: Any) -> None:
+    from edmbench.study.storage import open_storage, open_study
+    from edmbench.study.sweep import write_sweep_summary
+
+    studies = [open_study(spec, open_storage(options.storage_url(spec))) for spec in specs]
+    path = write_sweep_summary(specs, studies, Path(options.runs_dir) / specs[0].sweep.parent)
+    print(f"sweep summary written to {path}")
 
 
 def _storage_failure(exc: Exception, url: str) -> Exception:
@@ -158,26 +192,37 @@ def report_command(args: argparse.Namespace) -> int:
     from edmbench.study.objective import make_scorer
     from edmbench.study.report import write_report
     from edmbench.study.results import spec_from_study
-    from edmbench.study.spec import load_spec
+    from edmbench.study.spec import load_specs
     from edmbench.study.storage import default_storage_url, open_storage
 
     if args.spec is None and not (args.storage and args.study):
         raise ValueError("report needs a spec, or --storage URL and --study NAME")
-    spec = load_spec(find_spec(args.spec), check_files=False) if args.spec else None
-    name = spec.name if spec else args.study
-    url = args.storage or default_storage_url(spec, args.runs_dir)
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix) and not Path(url[len(prefix):]).is_file():
-            raise FileNotFoundError(f"no study storage at {url}; run the study first")
-    try:
-        study = optuna.load_study(study_name=name, storage=open_storage(url))
-    except KeyError:
-        raise FileNotFoundError(f"no study {name!r} in storage {url}; run the study first") from None
-    spec = spec_from_study(study) if spec is None else spec
-    scorer = make_scorer(spec, device=args.device) if args.samples else None
-    outdir = Path(args.out or Path(args.runs_dir) / name)
-    write_report(study, spec, outdir, scorer=scorer)
-    print(f"report written to {outdir}/")
+    specs = load_specs(find_spec(args.spec), check_files=False) if args.spec else [None]
+    if len(specs) > 1 and args.out:
+        raise ValueError(f"--out names one folder; this spec is a sweep of {len(specs)} studies, each "
+                         "reported in RUNS/<study>/")
+    studies = []
+    for spec in specs:
+        name = spec.name if spec else args.study
+        url = args.storage or default_storage_url(spec, args.runs_dir)
+        for prefix in ("sqlite:///", "journal:"):
+            if url.startswith(prefix) and not Path(url[len(prefix):]).is_file():
+                raise FileNotFoundError(f"no study storage at {url}; run the study first")
+        try:
+            study = optuna.load_study(study_name=name, storage=open_storage(url))
+        except KeyError:
+            raise FileNotFoundError(f"no study {name!r} in storage {url}; run the study first") from None
+        spec = spec_from_study(study) if spec is None else spec
+        scorer = make_scorer(spec, device=args.device) if args.samples else None
+        outdir = Path(args.out or Path(args.runs_dir) / name)
+        write_report(study, spec, outdir, scorer=scorer)
+        print(f"report written to {outdir}/")
+        studies.append(study)
+    if len(specs) > 1:
+        from edmbench.study.sweep import write_sweep_summary
+
+        path = write_sweep_summary(specs, studies, Path(args.runs_dir) / specs[0].sweep.parent)
+        print(f"sweep summary written to {path}")
     return 0
 
 

@@ -56,7 +56,7 @@ def search_order(study: Any, spec: StudySpec, z: float = CHOICE_Z) -> list[int]:
     a trial has no evidence shared with it (no rungs), the plain search-score order."""
     table = results.trials_table(study, spec)
     plain = [int(n) for n in results.ranked(table, spec)["number"]] if not table.empty else []
-    base = results.baseline_row(table)
+    base = results.baseline_row(table, spec)
     if base is None or not plain:
         return plain
     objective = results.primary(spec)
@@ -83,14 +83,15 @@ def _paired_se(trial: Any, base: Any, full: int) -> float | None:
 
 def candidates(study: Any, spec: StudySpec) -> list[tuple[int, str]]:
     """(trial number, role) to confirm: the top ``k`` COMPLETE trials in :func:`search_order` ("rank 1",
-    ...) and every enqueued baseline whatever its state ("baseline: <label>"); a trial in both gets both."""
+    ...) and every enqueued baseline whatever its state ("baseline: <label>"); a trial in both gets both.
+    An entry marked ``baseline = false`` (a starting point) is confirmed only if it ranks in the top k."""
     roles: dict[int, list[str]] = {}
     top = search_order(study, spec)[:spec.rescore.top_k if spec.rescore else 0]
     for rank, number in enumerate(top, start=1):
         roles.setdefault(int(number), []).append(f"rank {rank}")
     for trial in study.get_trials(deepcopy=False):
         label = TrialRecord.read(trial).enqueue_label
-        if label is not None and trial.params:
+        if results.is_baseline(label, spec) and trial.params:
             roles.setdefault(trial.number, []).append(f"baseline: {label}")
     return [(number, ", ".join(r)) for number, r in roles.items()]
 

@@ -120,7 +120,7 @@ def _sample_grid(study: Any, table: Any, spec: StudySpec, scorer: Any, outdir: P
 
     panels, objective = [], results.primary(spec)
     best = _chosen_row(table, results.rescore_table(study), results.best_row(table, spec))
-    for role, row in (("chosen", best), ("baseline", results.baseline_row(table))):
+    for role, row in (("chosen", best), ("baseline", results.baseline_row(table, spec))):
         if row is None:
             continue
         number = int(row["number"])
@@ -175,7 +175,7 @@ def summary_markdown(spec: StudySpec, table: Any, rescored: Any, written: dict[s
     lines += [f"Trials finished: {len(finished)} ({by_state}); "
               f"images per trial: {spec.metric.num_images} (seeds {spec.seeds.start}-{spec.seeds.stop - 1}); "
               f"extractor `{spec.metric.extractor}`; reference `{spec.metric.reference}`.", ""]
-    best, base = results.best_row(table, spec), results.baseline_row(table)
+    best, base = results.best_row(table, spec), results.baseline_row(table, spec)
     if not rescored.empty:  # the headline: held-out numbers with paired intervals and verdicts
         from edmbench.study.confirm import confirmation_markdown
 

@@ -95,12 +95,18 @@ def best_row(table: Any, spec: StudySpec) -> Any | None:
     return None if done.empty else done.iloc[0]
 
 
-def baseline_row(table: Any) -> Any | None:
-    """The first COMPLETE enqueued trial (the spec's first [[enqueue]] entry)."""
+def is_baseline(label: Any, spec: StudySpec) -> bool:
+    """Whether a trial enqueued with ``label`` is a baseline: every labelled one, except the spec's
+    ``[[enqueue]]`` entries marked ``baseline = false`` (starting points)."""
+    return isinstance(label, str) and label not in {e.label for e in spec.enqueue if not e.baseline}
+
+
+def baseline_row(table: Any, spec: StudySpec) -> Any | None:
+    """The first COMPLETE enqueued baseline (the spec's first baseline [[enqueue]] entry)."""
     done = complete(table)
     if done.empty or "enqueue_label" not in done:
         return None
-    labelled = done[done["enqueue_label"].notna()]
+    labelled = done[[is_baseline(label, spec) for label in done["enqueue_label"]]]
     return None if labelled.empty else labelled.iloc[0]
 
 

@@ -21,7 +21,7 @@ from edmbench.study.objectives import needs_kid, objectives_problems
 from edmbench.study.space import Constraint, ParamSpec, parse_constraint, read_param
 
 SECTIONS = ("study", "denoiser", "metric", "search", "pruner", "budget", "fixed", "space", "enqueue",
-            "rescore", "published", "estimate")
+            "rescore", "published", "estimate", "sweep")
 DEFAULT_OBJECTIVE = "fid"
 # Extractor names known to be registered without importing the registries (which import torch): a fast
 # path only, every other name is checked against torch-fidelity's registry and the plug-ins'.
@@ -51,6 +51,7 @@ class StudySpec:
     estimate: sec.EstimateSpec | None
     source_text: str = ""
     path: str = ""
+    sweep: sec.SweepMember | None = None  # this study is one value of a [sweep]
 
     @property
     def multi_objective(self) -> bool:
@@ -68,19 +69,69 @@ class StudySpec:
 
 def load_spec(path: str | Path, *, check_files: bool = True) -> StudySpec:
     """Read and validate a spec file. ``check_files=False`` skips the existence checks of local files."""
+    return parse_spec(_read_text(path), source=str(path), check_files=check_files)
+
+
+def load_specs(path: str | Path, *, check_files: bool = True) -> list[StudySpec]:
+    """The studies of a spec file: the one it defines, or one per value of its ``[sweep]``."""
+    return parse_specs(_read_text(path), source=str(path), check_files=check_files)
+
+
+def _read_text(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study spec {str(path)!r} does not exist")
-    return parse_spec(path.read_text(encoding="utf-8"), source=str(path), check_files=check_files)
+    return path.read_text(encoding="utf-8")
+
+
+def _toml(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([f"not valid TOML: {exc}"], source) from None
+
+
+def parse_specs(text: str, *, source: str = "spec", check_files: bool = True) -> list[StudySpec]:
+    """A spec's studies. With ``[sweep] KNOB = [v1, v2, ...]``, one whole study per value (KNOB fixed to
+    it, named ``<name>-KNOB-<v>``): its text is the file's plus a ``[sweep.member]`` table naming the value,
+    so each member validates, resumes and re-parses on its own (workers, reports from storage)."""
+    sweep = _toml(text, source).get("sweep")
+    if not isinstance(sweep, dict) or sec.SWEEP_MEMBER in sweep:
+        return [parse_spec(text, source=source, check_files=check_files)]
+    problems: list[str] = []
+    knob, values = sec.read_sweep(sweep, problems, member_required=False)
+    if problems:
+        raise SpecError(problems, source)
+    specs, by_member = [], {}
+    for value in values:
+        try:
+            specs.append(parse_spec(f"{text.rstrip()}\n\n{sec.member_table(knob, value)}", source=source,
+                                    check_files=check_files))
+        except SpecError as exc:
+            by_member[value] = exc.problems
+    if by_member:  # a problem every member has is listed once; one of some members names them
+        raise SpecError(_merge_member_problems(knob, values, by_member), source)
+    return specs
+
+
+def _merge_member_problems(knob: str, values: list[Any], by_member: dict[Any, list[str]]) -> list[str]:
+    merged: dict[str, list[Any]] = {}
+    for value, problems in by_member.items():
+        for problem in problems:
+            merged.setdefault(problem, []).append(value)
+    return [p if len(v) == len(values) else f"[sweep] {knob} = {', '.join(map(str, v))}: {p}"
+            for p, v in merged.items()]
 
 
 def parse_spec(text: str, *, source: str = "spec", check_files: bool = True) -> StudySpec:
-    """Validate TOML text; raise :class:`SpecError` listing every problem."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError([f"not valid TOML: {exc}"], source) from None
+    """Validate TOML text (one study; a sweep member when it holds ``[sweep.member]``); raise
+    :class:`SpecError` listing every problem."""
+    data = _toml(text, source)
     problems: list[str] = []
+    sweep = None
+    if "sweep" in data:
+        sweep = sec.sweep_member(data, problems)
+        data = sec.member_data(data, sweep) if sweep else data
     for key in data:
         if key not in SECTIONS:
             problems.append(f"unknown section [{key}]{close_match(key, SECTIONS)}; "
@@ -102,7 +153,7 @@ def parse_spec(text: str, *, source: str = "spec", check_files: bool = True) -> 
         rescore=sec.read_rescore(data.get("rescore"), problems),
         published=tuple(sec.read_published(data.get("published", []), problems)),
         estimate=sec.read_estimate(data.get("estimate"), problems),
-        source_text=text, path=source if source != "spec" else "")
+        source_text=text, path=source if source != "spec" else "", sweep=sweep)
     _check_whole(spec, problems, check_files)
     if problems:
         raise SpecError(problems, source)
@@ -142,9 +193,12 @@ def _read_fixed(table: Any, knobs: list[str], problems: list[str]) -> dict[str, 
 
 def _read_space(table: Any, knobs: list[str], fixed: dict[str, Any], problems: list[str]) -> list[ParamSpec]:
     r = Reader(table, "space", problems)
-    r.check_keys(knobs)
+    r.check_keys([*knobs, sec.KNOTS_SPACE])
     space = []
     for name, sub in r.table.items():
+        if name == sec.KNOTS_SPACE:
+            space += sec.read_knots_space(sub, fixed, [n for n in r.table if n != name], problems)
+            continue
         if name not in knobs:
             continue
         if name in fixed:
