@@ -14,13 +14,16 @@ each jump costs one extra call. The fine grid is uniform in log sigma, plus EDM'
 asked N, so rho = 7 is always a feasible path and the optimum's accumulated cost is never above it.
 
 Cost, in network calls per seed (``OptimisedSchedule.network_calls``): the teacher's calls plus those of the
-cost matrix; multiply by ``num_samples`` for the total.
+cost matrix; multiply by ``num_samples`` for the total. :func:`optimise_schedules` shares one teacher (and one
+cost matrix per solver) among several N, whose grid then holds rho = 7's levels for each of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -78,10 +81,10 @@ class _Given:
         return getattr(self.inner, name)
 
 
-def fine_grid(num_steps: int, sigma_min: float, sigma_max: float, grid_size: int) -> Tensor:
-    """``grid_size`` log-uniform levels merged with rho = 7's ``num_steps`` levels (descending, unique)."""
+def fine_grid(level_counts: Sequence[int], sigma_min: float, sigma_max: float, grid_size: int) -> Tensor:
+    """``grid_size`` log-uniform levels merged with rho = 7's levels for each count (descending, unique)."""
     merged = torch.cat([logsnr_levels(grid_size, sigma_min, sigma_max),
-                        polynomial_levels(num_steps, sigma_min, sigma_max, 7.0)])
+                        *(polynomial_levels(n, sigma_min, sigma_max, 7.0) for n in level_counts)])
     return torch.unique(merged).flip(0)
 
 
@@ -140,25 +143,46 @@ def path_cost(cost: Tensor, path: list[int]) -> float:
     return float(sum(cost[a, b] for a, b in zip(path[:-1], path[1:], strict=True)))
 
 
-def optimise_schedule(denoiser: Denoiser, sampler: str, num_steps: int, *, sigma_min: float = 0.002,
-                      sigma_max: float = 80.0, convention: Convention = EDM, num_samples: int = 256,
-                      seed_start: int = 0, grid_size: int = 60, substeps: int = 4,
-                      class_labels: Tensor | None = None, solver_params: dict | None = None,
-                      device: str = "cpu") -> OptimisedSchedule:
+def optimise_schedule(denoiser: Denoiser, sampler: str, num_steps: int, **options: Any) -> OptimisedSchedule:
     """The ``num_steps``-step schedule minimising ``sampler``'s accumulated local error against a Heun
-    teacher (``substeps`` sub-steps per fine-grid interval) on seeds ``seed_start ..``."""
+    teacher (:func:`optimise_schedules` for one pair; the same keyword options)."""
+    return optimise_schedules(denoiser, [sampler], [num_steps], **options)[0]
+
+
+def optimise_schedules(denoiser: Denoiser, samplers: Sequence[str], steps: Sequence[int], *,
+                       sigma_min: float = 0.002, sigma_max: float = 80.0, convention: Convention = EDM,
+                       num_samples: int = 256, seed_start: int = 0, grid_size: int = 60, substeps: int = 4,
+                       class_labels: Tensor | None = None, solver_params: dict | None = None,
+                       device: str = "cpu") -> list[OptimisedSchedule]:
+    """One schedule per (sampler, num_steps), in that order: one Heun teacher (``substeps`` sub-steps per
+    fine-grid interval) on seeds ``seed_start ..`` over one fine grid (log-uniform plus rho = 7's levels of
+    every asked N), one cost matrix per sampler, one dynamic programme per pair. Each result's
+    ``network_calls`` is the whole run's (teacher + every cost matrix), per seed."""
     if convention.afs:
         raise ValueError("optimise the schedule with afs = false; AFS only replaces the first call")
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    levels = fine_grid(convention.num_levels(num_steps), sigma_min, sigma_max, grid_size)
+    if not samplers or not steps or min(steps) < 1:
+        raise ValueError(f"need at least one sampler and num_steps >= 1, got {list(samplers)}, {list(steps)}")
+    counts = sorted({convention.num_levels(n) for n in steps})
+    levels = fine_grid(counts, sigma_min, sigma_max, grid_size)
     nodes = convention.sigmas(levels) if convention.endpoint == "zero" else levels
     seeds = range(seed_start, seed_start + num_samples)
     noise = NoiseSource(seeds, device=device).latents(denoiser.image_shape)
     counter = CountingDenoiser(denoiser)
     with torch.no_grad():
         xs, ds = teacher_states(counter, nodes, noise, substeps=substeps, class_labels=class_labels)
-        cost = local_cost(sampler, counter, xs, ds, nodes, class_labels, solver_params)
+        costs = {s: local_cost(s, counter, xs, ds, nodes, class_labels, solver_params) for s in samplers}
+    out = []
+    for sampler in samplers:
+        for num_steps in steps:
+            out.append(_best_path(costs[sampler], nodes, sampler, num_steps, convention, sigma_min, sigma_max,
+                                  len(levels), num_samples, counter.calls))
+    return out
+
+
+def _best_path(cost: Tensor, nodes: Tensor, sampler: str, num_steps: int, convention: Convention,
+               sigma_min: float, sigma_max: float, grid_size: int, num_samples: int,
+               calls: int) -> OptimisedSchedule:
+    """The DP's ``num_steps``-step path on one cost matrix, with rho = 7's cost on the same grid."""
     path, total = shortest_path(cost, num_steps)
     rho7 = polynomial_levels(convention.num_levels(num_steps), sigma_min, sigma_max, 7.0)
     rho7_nodes = convention.sigmas(rho7) if convention.endpoint == "zero" else rho7
@@ -166,5 +190,5 @@ def optimise_schedule(denoiser: Denoiser, sampler: str, num_steps: int, *, sigma
     chosen = nodes[path]
     chosen = chosen[:-1] if convention.endpoint == "zero" else chosen
     return OptimisedSchedule(sampler=sampler, num_steps=num_steps, convention=convention, levels=chosen,
-                             cost=total, rho7_cost=path_cost(cost, rho7_path), grid_size=len(levels),
-                             num_samples=num_samples, network_calls=counter.calls)
+                             cost=total, rho7_cost=path_cost(cost, rho7_path), grid_size=grid_size,
+                             num_samples=num_samples, network_calls=calls)

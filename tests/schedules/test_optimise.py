@@ -7,7 +7,7 @@ import torch
 
 from edmbench.sampling.conventions import sample_levels
 from edmbench.sampling.noise import NoiseSource
-from edmbench.sampling.optimise import optimise_schedule, shortest_path
+from edmbench.sampling.optimise import optimise_schedule, optimise_schedules, shortest_path
 from edmbench.sampling.spacings import polynomial_levels
 
 HELD_OUT = range(10_000, 10_256)  # the optimiser sees seeds 0..; errors are measured on these
@@ -58,3 +58,18 @@ def test_optimised_euler_beats_rho7(gmm, reference, num_steps):
 @pytest.mark.parametrize("num_steps", range(4, 11))
 def test_optimised_heun_beats_rho7(gmm, reference, num_steps):
     _check(gmm, reference, "heun", num_steps, num_samples=128, grid_size=40, substeps=3)
+
+
+def test_one_teacher_serves_several_solvers_and_step_counts(gmm, reference):
+    options = {"num_samples": 64, "grid_size": 30, "substeps": 2}
+    both = optimise_schedules(gmm, ["euler", "ipndm"], [4, 7], **options)
+    assert [(r.sampler, r.num_steps) for r in both] == [("euler", 4), ("euler", 7), ("ipndm", 4), ("ipndm", 7)]
+    # one teacher on one grid (log-uniform + rho = 7's levels of both N); no cost-matrix calls for these
+    assert len({r.network_calls for r in both}) == 1 and len({r.grid_size for r in both}) == 1
+    assert both[0].network_calls == (both[0].grid_size - 1) * 2 * 2 + 1
+    for r in both:
+        assert r.cost <= r.rho7_cost + 1e-12 and r.levels.shape == (r.num_steps,)
+    # the first step of ipndm is Euler's, so the one-step costs and the chosen schedules agree
+    torch.testing.assert_close(both[0].levels, both[2].levels, rtol=0, atol=0)
+    alone = optimise_schedule(gmm, "euler", 4, **options)
+    assert alone.grid_size < both[0].grid_size and alone.cost <= alone.rho7_cost + 1e-12
