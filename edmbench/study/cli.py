@@ -125,15 +125,7 @@ def _run_one(spec: Any, options: Any, *, report: bool) -> int:
             raise
         raise failure from exc
     if report:
-        if options.threads and options.workers > 1:  # the workers have stopped: confirm on all their cores
-            import torch
-
-            torch.set_num_threads(options.threads * options.workers)
         finish(spec, dataclasses.replace(options, workers=1))
-        if options.threads:
-            import torch
-
-            torch.set_num_threads(options.threads)
     return 0
 
 

@@ -36,8 +36,9 @@ class Plan:
                f"  network evaluations (upper bound, no pruning): {self.image_evaluations:,} image-NFE"]
         if self.rescore_evaluations:
             r = spec.rescore
-            out.append(f"  final re-scoring: best {r.top_k} x {len(r.seed_starts)} seed ranges x "
-                       f"{r.num_images} images: {self.rescore_evaluations:,} image-NFE")
+            out.append(f"  final re-scoring: best {r.top_k} + {_confirmed_count(spec) - r.top_k} baselines x "
+                       f"{len(r.seed_starts)} seed ranges x {r.num_images} images: "
+                       f"{self.rescore_evaluations:,} image-NFE (at most)")
         if self.gpu_hours is not None:
             out.append(f"  estimated GPU time: {self.gpu_hours:.1f} h on {spec.estimate.gpu} "
                        f"({spec.estimate.ms_per_image_evaluation} ms per image-NFE)")
@@ -74,6 +75,11 @@ def _nfe_corners(spec: StudySpec) -> list[int]:
             for end in ends]
 
 
+def _confirmed_count(spec: StudySpec) -> int:
+    """Settings the held-out confirmation scores at most: the top k and every enqueued baseline."""
+    return spec.rescore.top_k + sum(e.baseline for e in spec.enqueue)
+
+
 def make_plan(spec: StudySpec, n_trials: int | None = None) -> Plan:
     n = spec.metric.num_images
     enqueued = [_nfe(spec, e.params) for e in spec.enqueue]
@@ -88,7 +94,8 @@ def make_plan(spec: StudySpec, n_trials: int | None = None) -> Plan:
         total = max(nfes) * n * n_trials
     rescore = 0
     if spec.rescore is not None:
-        rescore = max(nfes) * spec.rescore.num_images * spec.rescore.top_k * len(spec.rescore.seed_starts)
+        rescore = (max(nfes) * spec.rescore.num_images * _confirmed_count(spec)
+                   * len(spec.rescore.seed_starts))
     hours = None
     if spec.estimate is not None:
         hours = (total + rescore) * spec.estimate.ms_per_image_evaluation / 1000 / 3600

@@ -63,7 +63,8 @@ def test_optimised_heun_beats_rho7(gmm, reference, num_steps):
 def test_one_teacher_serves_several_solvers_and_step_counts(gmm, reference):
     options = {"num_samples": 64, "grid_size": 30, "substeps": 2}
     both = optimise_schedules(gmm, ["euler", "ipndm"], [4, 7], **options)
-    assert [(r.sampler, r.num_steps) for r in both] == [("euler", 4), ("euler", 7), ("ipndm", 4), ("ipndm", 7)]
+    pairs = [(r.sampler, r.num_steps) for r in both]
+    assert pairs == [("euler", 4), ("euler", 7), ("ipndm", 4), ("ipndm", 7)]
     # one teacher on one grid (log-uniform + rho = 7's levels of both N); no cost-matrix calls for these
     assert len({r.network_calls for r in both}) == 1 and len({r.grid_size for r in both}) == 1
     assert both[0].network_calls == (both[0].grid_size - 1) * 2 * 2 + 1

@@ -6,15 +6,39 @@ from pathlib import Path
 
 import pytest
 
-from edmbench.study.spec import load_spec
+from edmbench.study.spec import load_spec, load_specs
 
 STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
-@pytest.mark.parametrize("name", ["digits-low-nfe", "digits-low-nfe-knots", "cifar10-low-nfe-schedules"])
+@pytest.mark.parametrize("name", ["digits-low-nfe-knots", "cifar10-low-nfe-schedules"])
 def test_spec_validates(name):
     spec = load_spec(STUDIES / f"{name}.toml", check_files=False)
     assert spec.name == name
+
+
+def test_digits_low_nfe_is_one_study_per_nfe_with_every_solver_and_schedule_family():
+    from edmbench.study.record import sampler_config
+
+    specs = load_specs(STUDIES / "digits-low-nfe.toml", check_files=False)
+    assert [s.fixed["num_steps"] for s in specs] == list(range(4, 11))
+    solvers = {"euler", "ipndm", "dpmpp_2m", "unipc"}
+    for spec in specs:
+        n = spec.fixed["num_steps"]
+        assert spec.name == f"digits-low-nfe-num_steps-{n}"
+        space = {p.name: p for p in spec.space}
+        assert set(space["sampler"].choices) == solvers
+        assert set(space["discretization"].choices) == {"edm", "logsnr", "knots"}
+        assert sorted(k for k in space if k.startswith("knot_")) == [f"knot_{k}" for k in range(1, n - 1)]
+        by_family: dict[tuple[str, bool], set[str]] = {}
+        for e in spec.enqueue:
+            config = sampler_config(spec.fixed, e.params)  # every enqueued point is a valid configuration
+            assert config.nfe == n  # single-evaluation solvers, EDM end point
+            by_family.setdefault((e.params["discretization"], e.baseline), set()).add(e.params["sampler"])
+        # baselines: every solver on rho = 7; starting points: every solver on logsnr and on the optimiser's
+        assert by_family == {("edm", True): solvers, ("logsnr", False): solvers, ("knots", False): solvers}
+        assert spec.enqueue[0].params == {"sampler": "ipndm", "discretization": "edm", "sigma_min": 0.002}
+        assert spec.rescore is not None and spec.rescore.num_images == 2000
 
 
 def test_cifar10_published_points_carry_source_and_convention():
