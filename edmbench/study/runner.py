@@ -350,8 +350,7 @@ def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudyS
                             enabled=options.progress) as progress:
             return evaluate(study, trial, evaluator, options, progress)
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM: retry this trial when the study is resumed
-        _retire_interrupted(study, trial, options)
-        raise
+        pass  # retired below, once the interrupt's traceback (and what its frames hold) is gone
     except Exception as exc:
         if is_shard_error(exc):  # a rank died: retry this trial when the study is re-run
             retire(study, trial, f"interrupted: {str(exc).splitlines()[0][:300]}", retry=True)
@@ -368,12 +367,26 @@ def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudyS
         raise StorageError(f"the study storage {options.storage_url(spec)} could not be written during "
                            f"trial {trial.number} ({cause}); {fate} when you re-run the same command "
                            "once the storage is writable again") from None
+    _retire_interrupted(study, trial, options)
+    raise KeyboardInterrupt
+
+
+def release_interrupted_statements() -> None:
+    """Free what an interrupt left half-done in the frames of its traceback: a storage cursor stopped
+    between ``execute`` and its last row keeps its statement active, which on SQLite is a read lock that
+    blocks every commit, this process's retire included ("database is locked" after the busy timeout).
+    Call once the interrupt's traceback is dropped (outside its ``except`` block); the frames form reference
+    cycles, hence the collection."""
+    import gc
+
+    gc.collect()
 
 
 def _retire_interrupted(study: Any, trial: Any, options: RunOptions) -> None:
     """Retire an interrupted trial with a retry. The interrupt may have cut a storage statement short
     (psycopg cancels it), so the retire itself can fail: the interrupt still wins (exit 130), and the trial,
     left RUNNING without heartbeat, is retired with its retry by the next run after ``grace_s``."""
+    release_interrupted_statements()
     try:
         retire(study, trial, "interrupted by the user", retry=True)
     except Exception as exc:

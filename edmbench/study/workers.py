@@ -84,19 +84,33 @@ def run_processes(entry: Callable[..., None], spec: Any, options: Any,
             procs.append(proc)
         counts = local(dataclasses.replace(options, device=device_for(options.device, 0)))
         _join_or_stop_stuck(procs, busy)
+    except KeyboardInterrupt:
+        pass  # the workers are stopped below, once the interrupt's traceback is gone (its frames may hold a
+        # cursor whose SQLite read lock would block every worker's retire: "database is locked")
     except BaseException:
-        for proc in procs:
-            if proc.is_alive() and proc.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.join()
+        _stop(procs)
         raise
+    else:
+        for proc in procs:
+            if proc.exitcode != 0:
+                _log.warning("worker process %s exited with code %s; the study went on without it",
+                             proc.name, proc.exitcode)
+        return counts
+    from edmbench.study.runner import release_interrupted_statements
+
+    release_interrupted_statements()
+    _stop(procs)
+    raise KeyboardInterrupt
+
+
+def _stop(procs: list[Any]) -> None:
+    """One SIGTERM to each live worker (each retires its trial), then wait for them."""
     for proc in procs:
-        if proc.exitcode != 0:
-            _log.warning("worker process %s exited with code %s; the study went on without it",
-                         proc.name, proc.exitcode)
-    return counts
+        if proc.is_alive() and proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        proc.join()
 
 
 def _join_or_stop_stuck(procs: list[Any], busy: Callable[[], bool] | None) -> None:

@@ -102,6 +102,34 @@ def test_sigterm_while_the_database_is_locked_ends_as_an_interrupt(assets, monke
     _exactly_once(url)
 
 
+
+def test_interrupt_that_leaves_a_cursor_mid_statement_does_not_block_its_own_retire(assets, monkeypatch,
+                                                                                      sqlite_locked):
+    """The interrupt lands between a SELECT's execute and its last row (as SIGTERM at "half" did in the
+    fault matrix): the cursor, held by a frame of the interrupt's traceback, keeps a SQLite read lock that
+    blocked the retire's commit until "database is locked" (60 s). The retire now runs once that traceback is
+    gone: the trial is retired at once and its retry enqueued."""
+    url, _, _ = sqlite_locked
+    spec = _grid_spec(assets)
+
+    def evaluator(trial, progress):
+        if trial.number == 2:
+            engine = _optuna.backend_of(_optuna.storage_of(trial.study)).engine
+            cursor = engine.raw_connection().cursor()
+            cursor.execute("SELECT trial_id FROM trials")  # one row stepped: the statement stays active
+            interrupt = KeyboardInterrupt()  # the frame refers to its own traceback: a reference cycle
+            raise interrupt
+        return 1.0
+
+    _use_evaluator(monkeypatch, evaluator)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_study(spec, _options(url))
+    study = optuna.load_study(study_name="locked", storage=storage.open_storage(url))
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state.name for t in trials[:3]] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert trials[2].system_attrs[ATTR_RETIRED] == "interrupted by the user"
+    assert trials[-1].state.name == "WAITING" and trials[-1].user_attrs[ATTR_GRID_INDEX] == 2
+
 @pytest.mark.parametrize("signalled", [True, False])
 def test_a_storage_error_after_the_interrupt_is_the_interrupt(assets, monkeypatch, sqlite_locked, signalled):
     """The signal arrives between trials and the storage statement it interrupts fails on the lock (the
