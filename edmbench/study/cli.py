@@ -102,7 +102,7 @@ def run_command(args: argparse.Namespace) -> int:
         code = _run_one(spec, options, report=not args.no_report)
         if code:
             return code
-    if len(specs) > 1 and not args.no_report:
+    if specs[0].sweep is not None and not args.no_report:
         _sweep_summary(specs, options)
     return 0
 
@@ -190,7 +190,8 @@ def report_command(args: argparse.Namespace) -> int:
     if args.spec is None and not (args.storage and args.study):
         raise ValueError("report needs a spec, or --storage URL and --study NAME")
     specs = load_specs(find_spec(args.spec), check_files=False) if args.spec else [None]
-    if len(specs) > 1 and args.out:
+    sweep = specs[0] is not None and specs[0].sweep is not None
+    if sweep and args.out:
         raise ValueError(f"--out names one folder; this spec is a sweep of {len(specs)} studies, each "
                          "reported in RUNS/<study>/")
     studies = []
@@ -210,7 +211,7 @@ def report_command(args: argparse.Namespace) -> int:
         write_report(study, spec, outdir, scorer=scorer)
         print(f"report written to {outdir}/")
         studies.append(study)
-    if len(specs) > 1:
+    if sweep:
         from edmbench.study.sweep import write_sweep_summary
 
         path = write_sweep_summary(specs, studies, Path(args.runs_dir) / specs[0].sweep.parent)
