@@ -203,9 +203,14 @@ def heartbeat(study: Any, tid: int, every_s: float) -> Iterator[None]:
     thread.start()
     try:
         yield
-    finally:
+    except BaseException:
+        # an interrupt or a failure: do not wait for a beat in flight, which may be waiting on a lock that
+        # the interrupted frames still hold (SQLite: a read lock blocks its commit for the busy timeout);
+        # a late beat on a finished trial is refused and ends the thread
         stop.set()
-        thread.join()
+        raise
+    stop.set()
+    thread.join()
 
 
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)  # a journal append on a full or read-only disk

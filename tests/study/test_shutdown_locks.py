@@ -130,6 +130,28 @@ def test_interrupt_that_leaves_a_cursor_mid_statement_does_not_block_its_own_ret
     assert trials[2].system_attrs[ATTR_RETIRED] == "interrupted by the user"
     assert trials[-1].state.name == "WAITING" and trials[-1].user_attrs[ATTR_GRID_INDEX] == 2
 
+
+def test_an_interrupted_trial_does_not_wait_for_a_heartbeat_in_flight(monkeypatch):
+    """The heartbeat thread is inside a storage write when the trial is interrupted: leaving the trial does
+    not wait for it (that write may wait on a lock the interrupted frames hold: a +60 s stop on SQLite)."""
+    import threading
+
+    in_flight, release, finished, calls = threading.Event(), threading.Event(), threading.Event(), []
+
+    def set_system_attr(study, tid, key, value):
+        calls.append(value)
+        if len(calls) == 2:  # the thread's first beat stays in flight until released
+            in_flight.set()
+            release.wait(60)
+            finished.set()
+
+    monkeypatch.setattr(runner._optuna, "set_system_attr", set_system_attr)
+    with pytest.raises(KeyboardInterrupt), runner.heartbeat(None, 1, every_s=0.001):
+        in_flight.wait(60)
+        raise KeyboardInterrupt
+    assert in_flight.is_set() and not finished.is_set()  # left while the beat was still in flight
+    release.set()
+
 @pytest.mark.parametrize("signalled", [True, False])
 def test_a_storage_error_after_the_interrupt_is_the_interrupt(assets, monkeypatch, sqlite_locked, signalled):
     """The signal arrives between trials and the storage statement it interrupts fails on the lock (the
