@@ -108,11 +108,17 @@ class Probe:
         return states.get("COMPLETE", 0) >= N_GRID // 2
 
 
+def _default_sigint() -> None:
+    """In the command: SIGINT as in a terminal. A test run started in the background (``cmd &`` in a script,
+    nohup) inherits SIGINT ignored, and the "int" cases would then test nothing (the command finishes)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(args: list[str], cwd: Path, probe: Probe, moment: str, sig: str) -> tuple[int, str]:
     """Start the command in its own process group, signal it once ``moment`` is reached, wait for it.
     Returns its exit status and stderr."""
     proc = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=_default_sigint)
     try:
         while not probe.reached(moment):
             if proc.poll() is not None:  # finished before the moment (a fast study): nothing to interrupt
