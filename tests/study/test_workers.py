@@ -115,8 +115,15 @@ def _start_held(tmp_path: Path, path: Path, hold_from: int, *extra: str) -> tupl
            "EDMBENCH_TEST_HOLD_FROM": str(hold_from)}
     args = [PYTHON, str(REPO / "run_study.py"), str(path), "--no-progress", "--no-report",
             "--evaluator", GATED, *extra]
-    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     return proc, gate
+
+
+def _default_sigint() -> None:
+    """SIGINT as in a terminal: a suite started in the background (``cmd &``, nohup) inherits it ignored,
+    and the Ctrl-C test would then wait for a command that never stops."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_held(proc: subprocess.Popen, gate: Path, number: int, url: str, name: str) -> None:
