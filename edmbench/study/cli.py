@@ -109,8 +109,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _run_one(spec: Any, options: Any, *, report: bool) -> int:
     """One study (a sweep runs each member in turn), then its confirmation and report; 130 if interrupted."""
-    import dataclasses
-
     from edmbench.study.runner import run_study
 
     try:
@@ -125,7 +123,7 @@ def _run_one(spec: Any, options: Any, *, report: bool) -> int:
             raise
         raise failure from exc
     if report:
-        finish(spec, dataclasses.replace(options, workers=1))
+        finish(spec, options)
     return 0
 
 
@@ -162,8 +160,9 @@ def finish(spec: Any, options: Any) -> None:
 
     study = open_study(spec, open_storage(options.storage_url(spec)))
     scorer = make_scorer(spec, device=options.device, batch_size=options.batch_size)
-    if spec.rescore is not None:
-        rescore(study, spec, scorer)
+    if spec.rescore is not None:  # on every worker: the search's workers have stopped
+        rescore(study, spec, scorer, workers=options.workers, storage_url=options.storage_url(spec),
+                batch_size=options.batch_size, threads=options.threads)
     outdir = Path(options.runs_dir) / spec.name
     write_report(study, spec, outdir, scorer=scorer)
     print(f"report written to {outdir}/ (summary.md, trials.csv, plots)")

@@ -96,30 +96,37 @@ def candidates(study: Any, spec: StudySpec) -> list[tuple[int, str]]:
     return [(number, ", ".join(r)) for number, r in roles.items()]
 
 
+def pending(study: Any, spec: StudySpec) -> list[tuple[int, str, int]]:
+    """(trial number, role, seed range start) of every held-out scoring of a candidate not yet stored."""
+    if spec.rescore is None or spec.multi_objective:
+        return []
+    ranges = heldout_ranges(spec)
+    return [(number, role, seeds.start) for number, role in candidates(study, spec) for seeds in ranges
+            if rescore_key(number, seeds.start) not in study.user_attrs]
+
+
+def confirm_one(study: Any, spec: StudySpec, scorer: Any, number: int, role: str, seed_start: int) -> None:
+    """Score trial ``number``'s setting on the held-out range from ``seed_start`` and store the record."""
+    objective, trial = results.primary(spec), study.trials[number]
+    seeds = range(seed_start, seed_start + spec.rescore.num_images)
+    config = sampler_config(spec.fixed, trial.params)
+    start = time.perf_counter()
+    final, scores = list(scorer.score(config, seeds, ()))[-1]
+    score = scores[objective.name]
+    study.set_user_attr(rescore_key(number, seeds.start), {
+        "number": number, "role": role,
+        f"search_{objective.name}": TrialRecord.read(trial).scores.get(objective.name), "nfe": config.nfe,
+        "seed_start": seeds.start, "seeds": f"{seeds.start}-{seeds.stop - 1}", "num_images": final.num_images,
+        objective.name: float(score.value), objective.err_column: _finite(score.err),
+        "loo": heldout_loo(objective.name, final, score, seeds),
+        "wall_time_s": round(time.perf_counter() - start, 3), **trial.params})
+
+
 def confirm(study: Any, spec: StudySpec, scorer: Any) -> list[dict[str, Any]]:
     """Score every candidate on every held-out range not yet stored (resumable, idempotent); returns the
     stored records."""
-    if spec.rescore is None or spec.multi_objective:
-        return rescore_records(study)
-    ranges, objective = heldout_ranges(spec), results.primary(spec)
-    for number, role in candidates(study, spec):
-        trial = study.trials[number]
-        config = sampler_config(spec.fixed, trial.params)
-        search_value = TrialRecord.read(trial).scores.get(objective.name)
-        for seeds in ranges:
-            key = rescore_key(number, seeds.start)
-            if key in study.user_attrs:
-                continue
-            start = time.perf_counter()
-            final, scores = list(scorer.score(config, seeds, ()))[-1]
-            score = scores[objective.name]
-            study.set_user_attr(key, {
-                "number": number, "role": role, f"search_{objective.name}": search_value, "nfe": config.nfe,
-                "seed_start": seeds.start, "seeds": f"{seeds.start}-{seeds.stop - 1}",
-                "num_images": final.num_images,
-                objective.name: float(score.value), objective.err_column: _finite(score.err),
-                "loo": heldout_loo(objective.name, final, score, seeds),
-                "wall_time_s": round(time.perf_counter() - start, 3), **trial.params})
+    for number, role, seed_start in pending(study, spec):
+        confirm_one(study, spec, scorer, number, role, seed_start)
     return rescore_records(study)
 
 

@@ -135,3 +135,25 @@ def test_heldout_points_for_the_plot(assets):
     mean = confirmed(records, "fid")[0].mean
     assert point.fid == mean.debiased and point.interval == mean.interval and point.num_images == 128
     assert point.nfe == 15 and point.interval[0] < point.fid < point.interval[1]
+
+
+def test_confirmation_in_worker_processes_equals_the_serial_one(assets, tmp_path):
+    from edmbench.study.rescore import rescore
+    from edmbench.study.storage import open_storage
+
+    spec = parse_spec(spec_text(assets, "confirm", space=SPACE, extra=RESCORE, rungs="[]", n_trials=3))
+    evaluator = make_evaluator(spec)
+    stored = []
+    for workers in (1, 2):
+        url = f"sqlite:///{tmp_path / f'w{workers}.db'}"
+        study = optuna.create_study(study_name=spec.name, storage=open_storage(url))
+        for label, steps in [("EDM default", 8), (None, 4), (None, 12)]:
+            attrs = enqueue_attrs(label=label) if label else None
+            study.enqueue_trial({"num_steps": steps}, user_attrs=attrs)
+        study.optimize(evaluator, n_trials=3)
+        rescore(study, spec, evaluator.scorer, workers=workers, storage_url=url)
+        stored.append({k: {f: v for f, v in r.items() if f != "wall_time_s"}
+                       for k, r in optuna.load_study(study_name=spec.name, storage=url).user_attrs.items()
+                       if k.startswith("rescore:")})
+    assert len(stored[0]) >= 2  # rank 1 and the baseline (one trial if they are the same) x 2 ranges
+    assert stored[1] == stored[0]  # the same records, scored in two spawned processes
