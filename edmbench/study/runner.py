@@ -376,21 +376,12 @@ def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudyS
     raise KeyboardInterrupt
 
 
-def release_interrupted_statements() -> None:
-    """Free what an interrupt left half-done in the frames of its traceback: a storage cursor stopped
-    between ``execute`` and its last row keeps its statement active, which on SQLite is a read lock that
-    blocks every commit, this process's retire included ("database is locked" after the busy timeout).
-    Call once the interrupt's traceback is dropped (outside its ``except`` block); the frames form reference
-    cycles, hence the collection."""
-    import gc
-
-    gc.collect()
-
-
 def _retire_interrupted(study: Any, trial: Any, options: RunOptions) -> None:
     """Retire an interrupted trial with a retry. The interrupt may have cut a storage statement short
     (psycopg cancels it), so the retire itself can fail: the interrupt still wins (exit 130), and the trial,
     left RUNNING without heartbeat, is retired with its retry by the next run after ``grace_s``."""
+    from edmbench.study.workers import release_interrupted_statements
+
     release_interrupted_statements()
     try:
         retire(study, trial, "interrupted by the user", retry=True)

@@ -96,11 +96,20 @@ def run_processes(entry: Callable[..., None], spec: Any, options: Any,
                 _log.warning("worker process %s exited with code %s; the study went on without it",
                              proc.name, proc.exitcode)
         return counts
-    from edmbench.study.runner import release_interrupted_statements
-
     release_interrupted_statements()
     _stop(procs)
     raise KeyboardInterrupt
+
+
+def release_interrupted_statements() -> None:
+    """Free what an interrupt left half-done in the frames of its traceback: a storage cursor stopped
+    between ``execute`` and its last row keeps its statement active, which on SQLite is a read lock that
+    blocks every commit, this process's retire included ("database is locked" after the busy timeout).
+    Call once the interrupt's traceback is dropped (outside its ``except`` block); the frames form reference
+    cycles, hence the collection."""
+    import gc
+
+    gc.collect()
 
 
 def _stop(procs: list[Any]) -> None:
