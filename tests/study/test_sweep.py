@@ -105,13 +105,12 @@ def test_knots_space_needs_a_fixed_num_steps_and_no_explicit_knots(assets):
         parse_specs(_text(assets, space=both, extra=""))
 
 
-def test_a_sweep_runs_every_member_resumes_and_summarises(assets, tmp_path):
+def test_a_sweep_runs_every_member_and_summarises(assets, tmp_path):
     path = write_spec(tmp_path, _text(assets, n_trials=4, num_images=32, rungs="[16]"))
     dry = run_cli(str(path), "--dry-run", cwd=tmp_path)
     assert "study 1 of 2: sw-num_steps-3" in dry.stdout and "study 2 of 2: sw-num_steps-4" in dry.stdout
     run_cli(str(path), "--no-progress", cwd=tmp_path, timeout=600)
     runs = tmp_path / "runs"
-    counts = {}
     for value in (3, 4):
         name = f"sw-num_steps-{value}"
         assert (runs / name / "summary.md").is_file()
@@ -122,20 +121,12 @@ def test_a_sweep_runs_every_member_resumes_and_summarises(assets, tmp_path):
         roles = [v["role"] for k, v in study.user_attrs.items() if k.startswith("rescore:")]
         assert any("baseline: rho 7" in r for r in roles)
         assert not any("start at 3 steps" in r for r in roles)  # baseline = false: confirmed only if top k
-        counts[value] = len(study.trials)
     with open(runs / "sw" / "sweep.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["value"] for r in rows] == ["3", "4"] and all(r["heldout"] for r in rows)
     summary = (runs / "sw" / "summary.md").read_text()
     assert "# Sweep sw: num_steps = [3, 4]" in summary and summary.count("| 3 | 3 |") == 1
-    # the same command again: every member is finished, nothing new runs, the summary is rewritten
-    (runs / "sw" / "summary.md").unlink()
-    run_cli(str(path), "--no-progress", cwd=tmp_path, timeout=600)
-    for value in (3, 4):
-        name = f"sw-num_steps-{value}"
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{runs / name / 'study.db'}")
-        assert len(study.trials) == counts[value]
-    assert (runs / "sw" / "summary.md").is_file()
+    # the report command rebuilds the sweep summary from the storages alone
     (runs / "sw" / "summary.md").unlink()
     report = run_cli("report", str(path), cwd=tmp_path)
     assert "sweep summary written" in report.stdout and (runs / "sw" / "summary.md").is_file()
