@@ -84,12 +84,14 @@ def debug_enabled() -> bool:
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
-    """An error as one printable line: its message's first line (bounded), or its type name."""
+    """An error as one printable line: its message's first line (bounded), prefixed by its type name unless
+    it is bad input (ValueError, OSError) or one of edmbench's own errors, whose messages are complete."""
     text = (str(exc).splitlines() or [""])[0].strip()
     text = "".join(c if c.isprintable() else "?" for c in text)[:limit]
     if isinstance(exc, ArithmeticError):
         return f"numeric {type(exc).__name__} from the given values ({text}); check options with extreme " \
             "magnitudes (e.g. --rho, sigma bounds) and use values within their documented ranges"
-    if not isinstance(exc, EdmbenchError | ValueError | OSError) or not text:
+    own = type(exc).__module__.partition(".")[0] == "edmbench"  # e.g. study.storage.StorageError
+    if not (own or isinstance(exc, ValueError | OSError)) or not text:
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text

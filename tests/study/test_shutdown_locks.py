@@ -250,6 +250,13 @@ def test_study_lock_held_elsewhere_is_a_clear_error_not_a_hang(tmp_path, kind):
         pass
 
 
+def test_storage_error_prints_as_its_message():
+    from edmbench.errors import one_line
+
+    assert one_line(storage.StorageError("the study storage X is locked")) == "the study storage X is locked"
+    assert one_line(RuntimeError("spec mismatch")) == "RuntimeError: spec mismatch"  # not ours: type named
+
+
 @pytest.mark.postgres
 def test_postgres_study_lock_held_elsewhere_is_a_clear_error_not_a_hang(postgres_url):
     import sqlalchemy
