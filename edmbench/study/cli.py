@@ -141,11 +141,11 @@ def _storage_failure(exc: Exception, url: str) -> Exception:
     :class:`StorageError` line naming the storage; any other exception unchanged. (A failure during a
     trial already is a StorageError that says what happened to the trial.)"""
     from edmbench.study.runner import is_storage_error
-    from edmbench.study.storage import StorageError
+    from edmbench.study.storage import StorageError, storage_cause
 
     if isinstance(exc, StorageError) or not is_storage_error(exc):
         return exc
-    cause = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    cause = storage_cause(exc)
     return StorageError(f"the study storage {url} could not be written ({cause}); finished trials are kept: "
                         "re-run the same command once the storage is writable again (a trial left running "
                         "is retried once it has no heartbeat for --grace seconds)")

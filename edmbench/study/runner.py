@@ -51,6 +51,7 @@ from edmbench.study.storage import (
     make_sampler,
     open_storage,
     open_study,
+    storage_cause,
     storage_lock,
     storage_url,
 )
@@ -362,7 +363,7 @@ def _run_one(study: Any, trial: Any, evaluator: Callable[..., Any], spec: StudyS
             raise
         if not is_storage_error(exc):
             raise
-        cause = str(getattr(exc, "orig", None) or exc.__cause__ or exc).splitlines()[0][:200]
+        cause = storage_cause(exc)
         try:
             retire(study, trial, f"interrupted: the storage could not be written ({cause})", retry=True)
             fate = "it was retired and is retried"

@@ -34,6 +34,7 @@ ATTR_READY = "edmbench:initialised"
 JOURNAL_PREFIX = "journal:"
 SQLITE_BUSY_TIMEOUT_S = 60.0  # how long an SQLite statement waits for another worker's write lock
 LOCK_WAIT_S = 300.0  # how long storage_lock waits before it says which lock is held (never a silent hang)
+PG_LOCK_TIMEOUT_S = 300.0  # PostgreSQL: the longest one statement waits for a row or table lock
 
 
 def default_storage_url(spec: StudySpec, runs_dir: str | Path = "runs") -> str:
@@ -72,7 +73,7 @@ def open_storage(url: str) -> Any:
         # timeout: wait on locks from parallel workers; isolation_level None: edmbench issues BEGIN itself
         engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S, "isolation_level": None}}
     else:
-        engine_kwargs = {"pool_pre_ping": True}
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": _server_lock_timeout(url)}
     import sqlalchemy.exc
 
     try:
@@ -90,8 +91,32 @@ def open_storage(url: str) -> Any:
     return storage
 
 
+def _server_lock_timeout(url: str) -> dict[str, Any]:
+    """Connection options that bound a server's lock waits. PostgreSQL waits for a row lock (Optuna's
+    ``SELECT ... FOR UPDATE``) forever by default (``lock_timeout = 0``); a session that holds one and never
+    ends (a stopped process, a forgotten psql) would hang every worker. With ``lock_timeout`` the statement
+    fails after ``PG_LOCK_TIMEOUT_S`` and the worker reports a storage error. (MySQL/MariaDB already bound
+    it: ``innodb_lock_wait_timeout``, 50 s by default.)"""
+    if url.startswith(("postgresql", "postgres")):
+        return {"options": f"-c lock_timeout={int(PG_LOCK_TIMEOUT_S * 1000)}"}
+    return {}
+
+
+def storage_cause(exc: BaseException, limit: int = 200) -> str:
+    """The first line of what the database said about a storage failure: the driver's error wrapped by
+    SQLAlchemy (``.orig``), found along the ``__cause__`` / ``__context__`` chain (Optuna re-raises it as
+    a generic "exception during the commit"), else the exception's own message."""
+    seen, e = set(), exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if getattr(e, "orig", None) is not None:
+            return (str(e.orig).splitlines() or [""])[0][:limit]
+        e = e.__cause__ or e.__context__
+    return (str(exc.__cause__ or exc).splitlines() or [""])[0][:limit]
+
+
 def _unreadable(url: str, exc: BaseException) -> str:
-    cause = str(getattr(exc, "orig", None) or exc.__cause__ or exc).splitlines()[0][:200]
+    cause = storage_cause(exc)
     if url.startswith("sqlite:///"):
         return (f"{url[len('sqlite:///'):]} is not a readable study database ({cause}); move it away to "
                 "start a new study there, or give --storage another URL")

@@ -276,3 +276,30 @@ def test_postgres_study_lock_held_elsewhere_is_a_clear_error_not_a_hang(postgres
     finally:
         engine.dispose()
 
+
+
+@pytest.mark.postgres
+def test_postgres_row_lock_held_elsewhere_fails_instead_of_waiting_forever(postgres_url, monkeypatch):
+    """A session that holds a trial's row lock and never ends: Optuna's SELECT ... FOR UPDATE of that row
+    fails after the storage's lock_timeout instead of waiting forever."""
+    import sqlalchemy
+
+    monkeypatch.setattr(storage, "PG_LOCK_TIMEOUT_S", 0.3)
+    db = storage.open_storage(postgres_url)
+    study = optuna.create_study(storage=db, study_name=f"row-lock-{os.getpid()}-{id(db)}")
+    trial_id = study.ask()._trial_id
+    engine = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as other:  # holds the row lock until rolled back
+            lock = sqlalchemy.text("SELECT * FROM trials WHERE trial_id = :t FOR UPDATE")
+            other.execute(lock, {"t": trial_id})
+            with pytest.raises(Exception) as failed:
+                db.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, [1.0])
+            assert "lock timeout" in storage.storage_cause(failed.value)  # what the user is told
+            other.rollback()
+        db.set_trial_state_values(trial_id, optuna.trial.TrialState.COMPLETE, [1.0])  # free again
+        assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    finally:
+        engine.dispose()
+        optuna.delete_study(study_name=study.study_name, storage=db)
+        db.engine.dispose()
