@@ -88,6 +88,17 @@ class Scorer:
         return self.memo[key]
 
 
+def enqueued(design: str, args) -> list:
+    """The points enqueued before the search: the EDM default (old design); the spec's [[enqueue]] entries,
+    with the axis probes of ``--probes`` (default: as the spec says), for the new design."""
+    from edmbench.study._sections import EnqueueSpec
+
+    default = EnqueueSpec("EDM default", dict(zip(SPACE, BASELINE, strict=True)))
+    if design == "old":
+        return [default]
+    return list(quickstart_spec(args).enqueue)
+
+
 def search(design: str, run: int, score: Scorer, snap, seeds: np.ndarray, args) -> tuple:
     """One quickstart-style search; returns (study, {trial number: setting}, images spent)."""
     import optuna
@@ -98,7 +109,9 @@ def search(design: str, run: int, score: Scorer, snap, seeds: np.ndarray, args) 
               else optuna.pruners.MedianPruner(n_startup_trials=4))
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=run, n_startup_trials=5),
                                 pruner=pruner)
-    study.enqueue_trial(dict(zip(SPACE, BASELINE, strict=True)), user_attrs={"enqueue_label": "EDM default"})
+    for entry in enqueued(design, args):
+        study.enqueue_trial(entry.params, user_attrs={"enqueue_label": entry.label,
+                                                      "baseline": entry.baseline})
     settings, spent = {}, [0]
     rungs = [r for r in args.rungs if r < args.search_images]
 
@@ -130,11 +143,14 @@ def quickstart_spec(args):
     import dataclasses
 
     from edmbench.resources import data_path
+    from edmbench.study._sections import axis_probes
     from edmbench.study.spec import load_spec
 
     spec = load_spec(data_path("studies/quickstart.toml"), check_files=False)
     metric = dataclasses.replace(spec.metric, num_images=args.search_images, rungs=tuple(args.rungs))
-    return dataclasses.replace(spec, metric=metric)
+    given = [e for e in spec.enqueue if not e.label.startswith("probe: ")]  # --probes overrides the spec
+    probes = axis_probes(given, spec.space, []) if (args.probes or spec.search.probes) == "axes" else []
+    return dataclasses.replace(spec, metric=metric, enqueue=tuple(given + probes))
 
 
 def choose(study, spec, z: float) -> int:
@@ -251,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="winner: min of (trial - baseline) + z x paired SE (0: best search FID)")
     parser.add_argument("--final-evidence", type=int, default=1, choices=(0, 1),
                         help="1: trials store paired evidence at the full count (else the deepest rung)")
+    parser.add_argument("--probes", choices=("none", "axes"), default=None,
+                        help="the new design's axis probes (default: as studies/quickstart.toml says)")
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args(argv)
     import sys

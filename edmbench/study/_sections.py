@@ -38,6 +38,7 @@ class SearchSpec:
     seed: int = 0
     n_startup_trials: int = 10
     constraints: list[str] = dataclasses.field(default_factory=list)
+    probes: str = "none"  # "axes": the first baseline with one knob at a time at each end of its range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,13 +151,14 @@ def read_metric(table: Any, problems: list[str], check_files: bool) -> MetricSpe
 
 def read_search(table: Any, problems: list[str], space_names: Sequence[str]) -> SearchSpec:
     r = Reader(table, "search", problems)
-    r.check_keys(["sampler", "seed", "n_startup_trials", "constraints"])
+    r.check_keys(["sampler", "seed", "n_startup_trials", "constraints", "probes"])
     from edmbench.study.search import SEARCH_SAMPLERS
 
     return SearchSpec(sampler=r.string("sampler", "tpe", choices=SEARCH_SAMPLERS.names()) or "tpe",
                       seed=r.integer("seed", 0, minimum=0) or 0,
                       n_startup_trials=r.integer("n_startup_trials", 10, minimum=0),
-                      constraints=r.list_of("constraints", lambda v: isinstance(v, str), "strings"))
+                      constraints=r.list_of("constraints", lambda v: isinstance(v, str), "strings"),
+                      probes=r.string("probes", "none", choices=PROBES) or "none")
 
 
 def read_pruner(table: Any, problems: list[str]) -> PrunerSpec:
@@ -196,6 +198,34 @@ def read_enqueue(items: Any, space: Sequence[ParamSpec], problems: list[str]) ->
                 r.fail(f"params.{key} must be a number, got {value!r}")
         out.append(EnqueueSpec(label=r.string("label", f"enqueued {i}") or "", params=params,
                                baseline=r.boolean("baseline", True)))
+    return out
+
+
+PROBES = ("none", "axes")
+
+
+def axis_probes(enqueue: Sequence[EnqueueSpec], space: Sequence[ParamSpec],
+                problems: list[str]) -> list[EnqueueSpec]:
+    """``[search] probes = "axes"``: a one-factor-at-a-time screening design around the first baseline.
+    For every searched knob and each of its extremes (:meth:`ParamSpec.extremes`) that differs from the
+    baseline's value, the baseline with that one knob changed, enqueued after the ``[[enqueue]]`` entries
+    as a starting point (``baseline = false``). On shared seeds a deterministic knob's effect is measured
+    with a paired SE tens of times smaller than the spread of single FIDs, so these few trials show which
+    way each knob helps before the model-based sampler takes over (docs/decisions.md)."""
+    base = next((e for e in enqueue if e.baseline), None)
+    if base is None or set(base.params) != {p.name for p in space}:
+        problems.append('[search] probes = "axes" needs a first [[enqueue]] baseline that sets every '
+                        f"searched knob ({', '.join(p.name for p in space)}); the probes change one at a time")
+        return []
+    seen = [dict(e.params) for e in enqueue]
+    out = []
+    for p in space:
+        for value in p.extremes():
+            params = {**base.params, p.name: value}
+            if params not in seen:
+                seen.append(params)
+                out.append(EnqueueSpec(label=f"probe: {p.name} = {value:g}" if is_number(value)
+                                       else f"probe: {p.name} = {value}", params=params, baseline=False))
     return out
 
 

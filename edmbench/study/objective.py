@@ -187,9 +187,11 @@ class StudyObjective:
         try:
             for result, scores in rungs:
                 reached = result.num_images
-                if result.num_images < spec.metric.num_images and not spec.multi_objective:
-                    value = scores[primary.name].value
-                    write_rung_evidence(trial, result.num_images, value, scores[primary.name].loo)
+                if spec.multi_objective:
+                    continue
+                value = scores[primary.name].value  # paired evidence at every rung and the full count
+                write_rung_evidence(trial, result.num_images, value, scores[primary.name].loo)
+                if result.num_images < spec.metric.num_images:
                     trial.report(value, result.num_images)
                     if trial.should_prune():
                         reason = (f"{primary.label} {value:.4g} at {result.num_images} images is worse "

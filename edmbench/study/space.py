@@ -80,6 +80,15 @@ class ParamSpec:
         count = int((self.high - self.low) / self.step + 1e-9) + 1
         return [round(self.low + i * self.step, 12) for i in range(count)]
 
+    def extremes(self) -> list[Any]:
+        """The values a two-level screening design sets this knob to: a numeric range's two ends (the
+        high end on the step grid), or every choice of a categorical knob."""
+        if self.kind == "categorical":
+            return list(self.choices)
+        if self.kind == "int" or self.step is not None:
+            return [self.grid_values()[0], self.grid_values()[-1]]
+        return [self.low, self.high]
+
     def contains(self, value: Any) -> bool:
         if self.kind == "categorical":
             return value in self.choices

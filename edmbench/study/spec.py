@@ -142,6 +142,9 @@ def parse_spec(text: str, *, source: str = "spec", check_files: bool = True) -> 
     space = _read_space(data.get("space", {}), knobs, fixed, problems)
     search = sec.read_search(data.get("search", {}), problems, [p.name for p in space])
     constraints = _read_constraints(search.constraints, [*fixed, *(p.name for p in space)], problems)
+    enqueue = sec.read_enqueue(data.get("enqueue", []), space, problems)
+    if search.probes == "axes":
+        enqueue += sec.axis_probes(enqueue, space, problems)
     spec = StudySpec(
         name=study["name"], description=study["description"], objectives=study["objectives"],
         denoiser=sec.read_denoiser(data.get("denoiser", {}), problems, check_files),
@@ -149,7 +152,7 @@ def parse_spec(text: str, *, source: str = "spec", check_files: bool = True) -> 
         search=search, pruner=sec.read_pruner(data.get("pruner", {}), problems),
         budget=sec.read_budget(data.get("budget", {}), problems),
         fixed=fixed, space=tuple(space), constraints=tuple(constraints),
-        enqueue=tuple(sec.read_enqueue(data.get("enqueue", []), space, problems)),
+        enqueue=tuple(enqueue),
         rescore=sec.read_rescore(data.get("rescore"), problems),
         published=tuple(sec.read_published(data.get("published", []), problems)),
         estimate=sec.read_estimate(data.get("estimate"), problems),

@@ -90,6 +90,25 @@ def test_enqueue_must_name_searched_knobs(assets):
         parse_spec(text)
 
 
+def test_axis_probes_change_one_knob_at_a_time_from_the_first_baseline(assets):
+    base = '[[enqueue]]\nlabel = "default"\nparams = {num_steps = 6, rho = 7.0}\n'
+    spec = parse_spec(spec_text(assets, "probes", search='probes = "axes"', extra=base))
+    probes = spec.enqueue[1:]
+    assert [(e.label, e.params, e.baseline) for e in probes] == [
+        ("probe: num_steps = 2", {"num_steps": 2, "rho": 7.0}, False),
+        ("probe: num_steps = 12", {"num_steps": 12, "rho": 7.0}, False),
+        ("probe: rho = 2", {"num_steps": 6, "rho": 2.0}, False),
+        ("probe: rho = 10", {"num_steps": 6, "rho": 10.0}, False)]
+    at_end = '[[enqueue]]\nlabel = "default"\nparams = {num_steps = 12, rho = 7.0}\n'  # no duplicate point
+    spec = parse_spec(spec_text(assets, "probes", search='probes = "axes"', extra=at_end))
+    assert [e.params["num_steps"] for e in spec.enqueue] == [12, 2, 12, 12]
+    assert len({tuple(e.params.items()) for e in spec.enqueue}) == len(spec.enqueue)
+    with pytest.raises(SpecError, match="needs a first \\[\\[enqueue\\]\\] baseline"):
+        parse_spec(spec_text(assets, "probes", search='probes = "axes"'))
+    with pytest.raises(SpecError, match="probes"):
+        parse_spec(spec_text(assets, "probes", search='probes = "corners"', extra=base))
+
+
 def test_grid_points_respect_constraints():
     space = [ParamSpec("s_tmin", "float", low=0.0, high=1.0, step=0.5),
              ParamSpec("s_tmax", "categorical", choices=(0.5, 2.0))]
