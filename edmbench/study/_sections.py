@@ -214,8 +214,9 @@ def axis_probes(enqueue: Sequence[EnqueueSpec], space: Sequence[ParamSpec],
     way each knob helps before the model-based sampler takes over (docs/decisions.md)."""
     base = next((e for e in enqueue if e.baseline), None)
     if base is None or set(base.params) != {p.name for p in space}:
+        knobs = ", ".join(p.name for p in space)
         problems.append('[search] probes = "axes" needs a first [[enqueue]] baseline that sets every '
-                        f"searched knob ({', '.join(p.name for p in space)}); the probes change one at a time")
+                        f"searched knob ({knobs}); the probes change one at a time")
         return []
     seen = [dict(e.params) for e in enqueue]
     out = []
