@@ -96,11 +96,13 @@ def test_iddpm_u_table_pinned() -> None:
     # built entirely in float32 (EDM's loop run with torch 2.14 on CPU). The all-float64 values of
     # edm-facts.md Sec. 9.11 (20291.16961, 641.662345118, 80.2037018455, 0.00935049283562, 0.00642541277114)
     # differ by ~1e-7 relative at the large end and up to 5e-4 at the small end, which float32 amplifies.
+    # Compared at 1e-6 (float32): CPUs differ by an ulp in float32 sin/sqrt kernels (u[0] was 20291.171875 on
+    # one machine, 20291.169921875 on another); the small end still tells a float32 table from a float64 one.
     net = iDDPMPrecond(8, 1, **TINY_ADM)
     expected = [20291.171875, 641.662414551, 80.2037124634, 0.00934774894267, 0.00642233714461, 0.0]
     assert net.u.dtype == torch.float32 and net.u.shape == (1001,)
     torch.testing.assert_close(
-        net.u[[0, 1, 8, 998, 999, 1000]].double().tolist(), expected, rtol=1e-9, atol=0
+        net.u[[0, 1, 8, 998, 999, 1000]].double().tolist(), expected, rtol=1e-6, atol=0
     )
     assert net.sigma_min == net.u[999].item() and net.sigma_max == net.u[0].item()
 
