@@ -13,10 +13,11 @@ every held-out image.
 - old design (the quickstart before the decisions issue): median pruner (4 start-up trials), winner = best
   search FID, "better than baseline" whenever the winner's search FID is below the baseline's (what the old
   summary printed), top 2 re-scored on ``--old-heldout`` held-out seeds without changing the winner;
-- new design (``studies/quickstart.toml`` now): PairedPruner at the same rungs, winner = best search FID,
-  the winner and the baseline confirmed on ``--new-ranges`` held-out ranges of ``--new-heldout`` seeds
-  (top_k = 1), "better" only when the paired held-out interval (edmbench.study.confirm, the study's own
-  code) excludes 0.
+- new design (``studies/quickstart.toml`` now: its trials, [[enqueue]] points and axis probes, held-out
+  ranges): PairedPruner at the same rungs, paired evidence at every rung and the full count, winner = rank
+  1 of the study's ``search_order`` ((trial - baseline) + ``--new-choose-z`` paired SE), the winner and the
+  baseline confirmed on ``--new-ranges`` held-out ranges of ``--new-heldout`` seeds (top_k = 1), "better"
+  only when the paired held-out interval (edmbench.study.confirm, the study's own code) excludes 0.
 
 Per design: images spent, regret (ground-truth FID of the winner minus the best's), how often the winner
 is within one ground-truth paired SE of the best, and false "better" verdicts (ground-truth difference
@@ -24,7 +25,7 @@ winner - baseline >= 0).
 
     nice -n 10 python benchmarks/decisions_features.py --grid full --num-images 12500 \\
         --cache benchmarks/_cache/decisions-full
-    nice -n 10 python benchmarks/bench_decisions.py --cache benchmarks/_cache/decisions-full --runs 10
+    nice -n 10 python benchmarks/bench_decisions.py --runs 10   # the shipped design's settings by default
 """
 
 from __future__ import annotations
@@ -272,9 +273,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rungs", type=int, nargs="+", default=[100, 250])
     parser.add_argument("--old-trials", type=int, default=16)
     parser.add_argument("--old-heldout", type=int, default=1000)
-    parser.add_argument("--new-trials", type=int, default=16)
-    parser.add_argument("--new-heldout", type=int, default=1000, help="held-out seeds per range")
-    parser.add_argument("--new-ranges", type=int, default=1)
+    parser.add_argument("--new-trials", type=int, default=None, help="default: the spec's n_trials")
+    parser.add_argument("--new-heldout", type=int, default=None,
+                        help="held-out seeds per range (default: the spec's [rescore] num_images)")
+    parser.add_argument("--new-ranges", type=int, default=None,
+                        help="held-out ranges (default: the spec's [rescore] seed_starts)")
     parser.add_argument("--new-level", type=float, default=0.95, help="the PairedPruner's level")
     parser.add_argument("--new-choose-z", type=float, default=1.0,
                         help="winner: min of (trial - baseline) + z x paired SE (0: best search FID)")
@@ -285,6 +288,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args(argv)
     import sys
+
+    from edmbench.resources import data_path
+    from edmbench.study.spec import load_spec
+
+    shipped = load_spec(data_path("studies/quickstart.toml"), check_files=False)
+    args.new_trials = args.new_trials or shipped.budget.n_trials
+    args.new_heldout = args.new_heldout or shipped.rescore.num_images
+    args.new_ranges = args.new_ranges or len(shipped.rescore.seed_starts)
 
     given = " ".join(sys.argv[1:] if argv is None else argv)
     print(f"Command: python benchmarks/bench_decisions.py {given}\n")
