@@ -51,9 +51,9 @@ def heldout_ranges(spec: StudySpec) -> list[range]:
 def search_order(study: Any, spec: StudySpec, z: float = CHOICE_Z) -> list[int]:
     """COMPLETE trial numbers, the chosen one first: by (trial - baseline) + ``z`` x paired SE in the
     objective's direction, on the search seeds. The difference is of the full-count values; the SE comes
-    from the deepest rung evidence both trials hold (:mod:`edmbench.study.record`), scaled by
-    sqrt(rung / full count) when that rung is below the full count. Without a complete baseline, or when
-    a trial has no evidence shared with it (no rungs), the plain search-score order."""
+    from the deepest evidence both trials hold (:mod:`edmbench.study.record`: each rung and the full
+    count), scaled by sqrt(rung / full count) when that is a rung below the full count. Without a complete
+    baseline, or when a trial has no evidence shared with it, the plain search-score order."""
     table = results.trials_table(study, spec)
     plain = [int(n) for n in results.ranked(table, spec)["number"]] if not table.empty else []
     base = results.baseline_row(table, spec)

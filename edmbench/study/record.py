@@ -8,7 +8,8 @@ Attribute names live in this module only. User attrs (``trial.user_attrs``):
 - ``nfe``: denoiser evaluations per sample; ``provenance``: :func:`edmbench.provenance.provenance` plus
   ``spec_hash``, ``seeds``, ``model``, ``extractor``, ``reference``;
 - ``rungs``: the rung evidence, ``{str(n): {"value": v, "loo": [K leave-one-seed-group-out values]}}`` of
-  the primary objective at each rung reached (written before the pruner is asked; paired pruning reads it);
+  the primary objective at each rung reached and at the full count (written before the pruner is asked;
+  paired pruning and the choice penalty read it);
 - ``enqueue_label``, ``grid_index``, ``retry_of``: where an enqueued trial came from;
 - ``pruned_reason``, ``fail_reason``: why it stopped.
 
