@@ -58,14 +58,17 @@ def snapper(grid: list):
     return snap
 
 
-def ground_truth(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> dict:
+def ground_truth_scores(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> dict:
+    """{setting: (plug-in FID, leave-one-group-out FIDs)} on the ground-truth seeds (computed once)."""
+    return {s: fid_loo(features[s][gt_seeds], gt_seeds, ref) for s in grid}
+
+
+def ground_truth(scored: dict, n: int) -> dict:
     """{setting: (plug-in FID, paired SE against the best, plug-in difference to the best, paired SE
-    against the best deterministic setting, difference to it)}. Ranked by the plug-in FID: its O(1/n) bias
-    is shared by settings on the same seeds."""
+    against the best deterministic setting, difference to it)} from :func:`ground_truth_scores` on n
+    seeds. Ranked by the plug-in FID: its O(1/n) bias is shared by settings on the same seeds."""
     from edmbench.metrics.paired import paired_difference
 
-    n = len(gt_seeds)
-    scored = {s: fid_loo(features[s][gt_seeds], gt_seeds, ref) for s in grid}
     best = min(scored, key=lambda s: scored[s][0])
     det = min((s for s in scored if s[2] == 0), key=lambda s: scored[s][0])
     out = {}
@@ -76,14 +79,13 @@ def ground_truth(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> dict:
     return out
 
 
-def best_fid_se(features: dict, grid: list, ref, gt_seeds: np.ndarray) -> float:
+def best_fid_se(scored: dict, n: int) -> float:
     """The other reading of "one ground-truth SE": the (unpaired) jackknife SE of the best setting's own
     ground-truth FID (against a stochastic best it is of the same size as the paired SE of a difference)."""
     from edmbench.metrics.paired import single_estimate
 
-    scored = {s: fid_loo(features[s][gt_seeds], gt_seeds, ref) for s in grid}
     best = min(scored, key=lambda s: scored[s][0])
-    return single_estimate(*scored[best], len(gt_seeds)).se
+    return single_estimate(*scored[best], n).se
 
 
 class Scorer:
@@ -115,14 +117,14 @@ def search(design: str, run: int, score: Scorer, snap, seeds: np.ndarray, args) 
     import optuna
 
     from edmbench.study.pruners import PairedPruner, write_rung_evidence
+    from edmbench.study.record import enqueue_attrs
 
     pruner = (PairedPruner(level=args.new_level) if design == "new"
               else optuna.pruners.MedianPruner(n_startup_trials=4))
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=run, n_startup_trials=5),
                                 pruner=pruner)
     for entry in enqueued(design, args):
-        study.enqueue_trial(entry.params, user_attrs={"enqueue_label": entry.label,
-                                                      "baseline": entry.baseline})
+        study.enqueue_trial(entry.params, user_attrs=enqueue_attrs(label=entry.label))
     settings, spent = {}, [0]
     rungs = [r for r in args.rungs if r < args.search_images]
 
@@ -152,14 +154,16 @@ def search(design: str, run: int, score: Scorer, snap, seeds: np.ndarray, args) 
 def quickstart_spec(args):
     """studies/quickstart.toml with the benchmark's image count and rungs (the choice reads both)."""
     import dataclasses
+    import tomllib
 
     from edmbench.resources import data_path
-    from edmbench.study._sections import axis_probes
+    from edmbench.study._sections import axis_probes, read_enqueue
     from edmbench.study.spec import load_spec
 
     spec = load_spec(data_path("studies/quickstart.toml"), check_files=False)
     metric = dataclasses.replace(spec.metric, num_images=args.search_images, rungs=tuple(args.rungs))
-    given = [e for e in spec.enqueue if not e.label.startswith("probe: ")]  # --probes overrides the spec
+    # --probes overrides the spec's: its own [[enqueue]] entries, then the probes asked for
+    given = read_enqueue(tomllib.loads(spec.source_text).get("enqueue", []), spec.space, [])
     probes = axis_probes(given, spec.space, []) if (args.probes or spec.search.probes) == "axes" else []
     return dataclasses.replace(spec, metric=metric, enqueue=tuple(given + probes))
 
@@ -307,8 +311,9 @@ def main(argv: list[str] | None = None) -> None:
     features = {s: load_features(args.cache, s) for s in grid}
     total = min(len(f) for f in features.values())
     ref = reference()
-    truth = ground_truth(features, grid, ref, np.arange(args.gt_start, total))
-    args.best_se = best_fid_se(features, grid, ref, np.arange(args.gt_start, total))
+    scored = ground_truth_scores(features, grid, ref, np.arange(args.gt_start, total))
+    truth = ground_truth(scored, total - args.gt_start)
+    args.best_se = best_fid_se(scored, total - args.gt_start)
     print_truth(truth, grid, args, total)
     score = Scorer(features, ref)
     rows = [one_run(design, run, score, snapper(grid), truth, args)

@@ -97,7 +97,7 @@ def _server_lock_timeout(url: str) -> dict[str, Any]:
     ends (a stopped process, a forgotten psql) would hang every worker. With ``lock_timeout`` the statement
     fails after ``PG_LOCK_TIMEOUT_S`` and the worker reports a storage error. (MySQL/MariaDB already bound
     it: ``innodb_lock_wait_timeout``, 50 s by default.)"""
-    if url.startswith(("postgresql", "postgres")):
+    if url.startswith("postgres"):  # postgresql://, postgresql+psycopg://, postgres://
         return {"options": f"-c lock_timeout={int(PG_LOCK_TIMEOUT_S * 1000)}"}
     return {}
 

@@ -277,7 +277,6 @@ def test_postgres_study_lock_held_elsewhere_is_a_clear_error_not_a_hang(postgres
         engine.dispose()
 
 
-
 @pytest.mark.postgres
 def test_postgres_row_lock_held_elsewhere_fails_instead_of_waiting_forever(postgres_url, monkeypatch):
     """A session that holds a trial's row lock and never ends: Optuna's SELECT ... FOR UPDATE of that row
