@@ -109,6 +109,13 @@ def test_axis_probes_change_one_knob_at_a_time_from_the_first_baseline(assets):
         parse_spec(spec_text(assets, "probes", search='probes = "corners"', extra=base))
 
 
+def test_param_extremes_are_the_range_ends_or_every_choice():
+    assert ParamSpec("rho", "float", low=2.0, high=12.0).extremes() == [2.0, 12.0]
+    assert ParamSpec("s", "float", low=0.0, high=1.0, step=0.3).extremes() == [0.0, 0.9]  # on the step grid
+    assert ParamSpec("n", "int", low=4, high=24, step=3).extremes() == [4, 22]
+    assert ParamSpec("sampler", "categorical", choices=("euler", "heun")).extremes() == ["euler", "heun"]
+
+
 def test_grid_points_respect_constraints():
     space = [ParamSpec("s_tmin", "float", low=0.0, high=1.0, step=0.5),
              ParamSpec("s_tmax", "categorical", choices=(0.5, 2.0))]
