@@ -16,7 +16,13 @@ beside the jackknife / one-FID ratio (target <= 2x). Every row but "concurrent" 
 one thread (a multi-threaded LAPACK on a shared 2-core machine is many times slower, not faster).
 Features are synthetic with decaying spectra (lambda_k ~ k^-1.2 for the reference, k^-1.0 generated).
 
+Row mode (``--row-mode``, image counts n <= D, where pruning rungs on Inception features sit): the stream
+keeps the rotated rows and solves [m - 1, m - 1] projected Grams; printed beside the [D, D] route
+(``FIDStream(row_limit=0)``), both against an SVD oracle of the centred rotated rows, and beside one FID
+from (mu, Sigma) (whose cost does not depend on n).
+
     python benchmarks/bench_fid_math.py [--dim 2048] [--num-images 4000 50000] [--groups 10] [--old-jackknife]
+                                        [--row-mode 250 500 1000 2000]
 """
 
 from __future__ import annotations
@@ -54,6 +60,59 @@ def naive_leave_one_out(rows: np.ndarray, groups: np.ndarray, k: int, reference)
         out.append(frechet_distance(mean + shift, cov, reference.mu, reference.sigma,
                                     sqrt_sigma2=reference.sqrt_sigma))
     return np.array(out)
+
+
+def svd_leave_one_out(rows: np.ndarray, groups: np.ndarray, k: int, reference) -> np.ndarray:
+    """The oracle at any rank: Tr((A Sigma A)^(1/2)) = the singular values of the centred rotated rows
+    over sqrt(n - 1), for all rows and with each group left out."""
+    out = []
+    for part in [rows, *(rows[groups != g] for g in range(k))]:
+        x = part - reference.mu
+        centred = x - x.mean(0)
+        root = np.linalg.svd(centred @ reference.sqrt_sigma, compute_uv=False).sum() / np.sqrt(len(part) - 1)
+        out.append((x.mean(0) ** 2).sum() + (centred**2).sum() / (len(part) - 1)
+                   + np.trace(reference.sigma) - 2 * root)
+    return np.array(out)
+
+
+def _max_rel(values: np.ndarray, oracle: np.ndarray) -> float:
+    return float(np.max(np.abs(values - oracle) / np.abs(oracle)))
+
+
+def row_mode(d: int, n: int, k: int) -> dict:
+    """n <= D: the stream's row mode (Grams of size ~n) vs the [D, D] route (``row_limit=0``), both against
+    the SVD oracle, beside one FID from (mu, Sigma) (which costs D^3 whatever n is). BLAS on one thread;
+    the jackknife's K + 1 solves run concurrently, one per core (``trace_roots``)."""
+    from threadpoolctl import threadpool_limits
+
+    from edmbench.metrics import fid as F
+    from edmbench.metrics.stats import StreamingStats
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _row_mode(d, n, k, F, StreamingStats)
+
+
+def _row_mode(d: int, n: int, k: int, F, StreamingStats) -> dict:
+    rng = np.random.default_rng(0)
+    reference = StreamingStats().update(_spectral_rows(d + 1, d, 1.2, rng)).to_reference()
+    _ = reference.sqrt_sigma
+    rows = _spectral_rows(n, d, 1.0, rng)
+    gen = StreamingStats().update(rows)
+    _, t_one = _timed(lambda: F.frechet_distance(gen.mean, gen.cov, reference.mu, reference.sigma,
+                                                 sqrt_sigma2=reference.sqrt_sigma))
+    oracle = svd_leave_one_out(rows, np.arange(n) % k, k, reference)
+    out = {"n": n, "t_one": t_one}
+    for name, limit in (("rows", None), ("dense", 0)):
+        stream = F.FIDStream(reference, groups=k, row_limit=limit)
+        _, t_fold = _timed(lambda stream=stream: (stream.update(rows), stream.flush()))
+        jack, t_jack = _timed(stream.jackknife)
+        out[name] = {"t_fold": t_fold, "t_jack": t_jack,
+                     "rel": _max_rel(np.concatenate([[jack.full], jack.loo]), oracle)}
+    print(f"{n:>6d} {out['rows']['t_fold']:9.2f}s {out['rows']['t_jack']:9.2f}s {out['rows']['rel']:9.1e} "
+          f"{out['dense']['t_fold']:9.2f}s {out['dense']['t_jack']:9.2f}s {out['dense']['rel']:9.1e} "
+          f"{t_one:9.2f}s {out['rows']['t_jack'] / t_one:8.2f}x "
+          f"{out['dense']['t_jack'] / out['rows']['t_jack']:8.1f}x")
+    return out
 
 
 def run(d: int, n: int, k: int, old_jackknife: bool) -> dict:
@@ -120,11 +179,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--num-images", type=int, nargs="+", default=[4000])
     parser.add_argument("--groups", type=int, default=10)
     parser.add_argument("--old-jackknife", action="store_true", help="time the old K+1 torch-fidelity FIDs")
+    parser.add_argument("--row-mode", type=int, nargs="*", default=[250, 500, 1000, 2000],
+                        help="image counts <= D at which to compare row mode with the [D, D] route")
     args = parser.parse_args(argv)
 
     import torch_fidelity.metric_fid  # noqa: F401 -- imported before timing
 
-    return [run(args.dim, n, args.groups, args.old_jackknife) for n in args.num_images]
+    out = [run(args.dim, n, args.groups, args.old_jackknife) for n in args.num_images]
+    counts = [n for n in args.row_mode if n <= args.dim]
+    if counts:
+        from edmbench.metrics.fid import usable_cores
+
+        print(f"\nRow mode (n <= D = {args.dim}: the stream keeps the rotated rows and solves [m - 1, m - 1] "
+              f"Grams) vs the [D, D] route, jackknife concurrent on {usable_cores()} cores, max relative "
+              "difference of the K + 1 FIDs to the SVD oracle; one FID from (mu, Sigma), 1 thread")
+        print(f"{'n':>6s} {'rows fold':>10s} {'rows jack':>10s} {'rows err':>9s} {'[D,D] fold':>10s} "
+              f"{'[D,D] jack':>10s} {'[D,D] err':>9s} {'one FID':>10s} {'jack/FID':>9s} {'speed-up':>9s}")
+        out += [row_mode(args.dim, n, args.groups) for n in counts]
+    return out
 
 
 if __name__ == "__main__":

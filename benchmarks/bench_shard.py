@@ -3,7 +3,8 @@
 Each run starts ``P`` ranks the way torchrun does (RANK / WORLD_SIZE / MASTER_ADDR in the environment), each
 with one thread; every rank samples its share of ``--num-images`` seeds (exact Gaussian denoiser, Heun),
 extracts features with a fixed random projection to ``--dim`` features and joins the merge at each rung
-(all-reduce of K x [D, D] float64 moments, gather of nothing else; rank 0 computes the FID). Printed: wall
+(while the merged count is at most D, row mode: a gather of the ranks' rotated rows; past it an all-reduce
+of K x [D, D] float64 moments; rank 0 computes the FID). Printed: wall
 time, speed-up over one process, and per rank the seconds spent inside collectives (merge + waiting at
 the rung for the slowest rank). On a machine with fewer free cores than ranks the speed-up is bounded by the
 cores, not by the merge.

@@ -5,9 +5,10 @@ the ``RANK`` / ``WORLD_SIZE`` / ``MASTER_ADDR`` environment torchrun sets. The s
 the rungs into segments, and every segment is divided into ``world_size`` contiguous chunks (in proportion to
 ``weights``, equal by default); rank r takes chunk r of every segment. So each rank reaches every rung with
 its share of exactly the rung's first images, image i still depends only on seed i, and a rank may get no
-image of a segment (or of the whole evaluation). At each rung the ranks all-reduce their float64 group sums
-(``edmbench.metrics.fid.GroupSums``: additive, so the merge is exact up to the order of float64 additions)
-and gather their KID/PR reservoir rows; rank 0 computes the result and broadcasts it, then, after its
+image of a segment (or of the whole evaluation). At each rung the ranks merge their float64 group moments
+(``edmbench.metrics.fid.merge_moments``: all-reduced centred moments, exact up to the order of float64
+additions; while the merged count is within the row limit, the rotated rows are gathered instead) and
+gather their KID/PR reservoir rows; rank 0 computes the result and broadcasts it, then, after its
 consumer asks for more (or stops: a pruned trial), broadcasts whether to continue. Every collective is
 bounded by ``timeout_s``: a rank that dies makes the others fail with :class:`ShardError`, not hang.
 """

@@ -23,18 +23,22 @@ from edmbench.metrics.shard import Shard, ShardError
 from edmbench.sampling import SamplerConfig
 
 SEEDS = range(100, 330)  # 230 images
-RUNGS = [90, 161]  # segments of 90, 71 and 69 images (uneven halves); leave-one-out sets have > D = 24 rows
+RUNGS = [40, 161]  # segments of 40, 121 and 69 images (uneven halves). D = 48 features: the first rung is in
+# row mode (40 <= D: the ranks gather their rows); at the second the ranks fold their rows into scatters
+# (the merged 161 > D) before the all-reduce; leave-one-out sets there have 3 D rows (well-conditioned)
+DIM = 48
 BATCH = 16
 
 
 class Projection(torch.nn.Module):
-    """A fixed random projection of the pixels to 24 smooth features: full-rank covariances, so the FID's
+    """A fixed random projection of the pixels to DIM smooth features: full-rank covariances, so the FID's
     eigenvalue square roots do not amplify rounding (random-conv's dead features give ~1e-17 eigenvalues
     whose square roots move the FID by ~1e-10 under any change of summation order)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("weight", torch.randn(3 * 8 * 8, 24, generator=torch.Generator().manual_seed(5)))
+        weight = torch.randn(3 * 8 * 8, DIM, generator=torch.Generator().manual_seed(5))
+        self.register_buffer("weight", weight)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
         return (torch.tanh(images.flatten(1).to(torch.float64) / 255 @ self.weight.double() / 8),)
