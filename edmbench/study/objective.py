@@ -171,6 +171,8 @@ class StudyObjective:
     def __call__(self, trial: Any, progress: Any = None) -> float | tuple[float, ...]:
         import optuna
 
+        from edmbench.study.pruners import prune_reason
+
         spec, start = self.spec, time.perf_counter()
         try:
             config = trial_config(trial, spec)
@@ -194,7 +196,9 @@ class StudyObjective:
                 if result.num_images < spec.metric.num_images:
                     trial.report(value, result.num_images)
                     if trial.should_prune():
-                        reason = (f"{primary.label} {value:.4g} at {result.num_images} images is worse "
+                        reason = (prune_reason(getattr(getattr(trial, "study", None), "pruner", None),
+                                               trial.number)
+                                  or f"{primary.label} {value:.4g} at {result.num_images} images is worse "
                                   "than the pruner's threshold")
                         self._record(trial, scores, result.num_images, start, pruned_reason=reason)
                         raise optuna.TrialPruned()

@@ -20,7 +20,7 @@ import optuna
 from edmbench.metrics.paired import Difference, paired_difference
 from edmbench.study.record import ATTR_RUNGS, rung_evidence, write_rung_evidence
 
-__all__ = ["ATTR_RUNGS", "PairedPruner", "rung_evidence", "write_rung_evidence"]
+__all__ = ["ATTR_RUNGS", "PairedPruner", "prune_reason", "rung_evidence", "write_rung_evidence"]
 
 class PairedPruner(optuna.pruners.BasePruner):
     """Prune when the paired interval of (trial - incumbent) at the trial's last rung excludes 0 on the
@@ -31,10 +31,20 @@ class PairedPruner(optuna.pruners.BasePruner):
         if not 0 < level < 1:
             raise ValueError(f"[pruner] level must be in (0, 1), got {level}")
         self.level = level
+        self._reasons: dict[int, str] = {}  # trial number -> the evidence it was pruned on (this process)
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
         decision = self.decide(study, trial)
-        return decision is not None and decision[1].verdict(_direction(study)) == "worse"
+        worse = decision is not None and decision[1].verdict(_direction(study)) == "worse"
+        if worse:
+            number, difference = decision
+            self._reasons[trial.number] = (f"paired difference to trial {number}: {difference.describe()} "
+                                           "lies on the worse side of 0")
+        return worse
+
+    def reason(self, number: int) -> str | None:
+        """Why trial ``number`` was pruned in this process (the paired interval), or None."""
+        return self._reasons.get(number)
 
     def decide(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> tuple[int, Difference] | None:
         """(incumbent number, paired difference trial - incumbent) at the trial's last rung, or None."""
@@ -71,3 +81,8 @@ class PairedPruner(optuna.pruners.BasePruner):
 
 def _direction(study: optuna.Study) -> str:
     return "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+
+
+def prune_reason(pruner: optuna.pruners.BasePruner | None, number: int) -> str | None:
+    """The evidence a pruner that keeps it (``PairedPruner``) pruned trial ``number`` on, else None."""
+    return pruner.reason(number) if isinstance(pruner, PairedPruner) else None

@@ -7,6 +7,7 @@ import optuna
 import pytest
 
 from edmbench.study.pruners import ATTR_RUNGS, PairedPruner, rung_evidence, write_rung_evidence
+from edmbench.study.record import TrialRecord
 
 NUM_IMAGES, RUNGS = 100, (50,)
 
@@ -74,6 +75,9 @@ def test_paired_pruner_in_a_study_spec(assets):
         study.enqueue_trial({"num_steps": steps})
     study.optimize(make_evaluator(spec), n_trials=3)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    reason = TrialRecord.read(study.trials[1]).pruned_reason  # the evidence, not a threshold
+    assert reason.startswith("paired difference to trial 0: +") and "n = 20)" in reason
+    assert "worse side of 0" in reason and "95% paired interval" in reason
 
 
 def scored_objective(scoring, name: str, kid_pr=None, meter=None):
