@@ -302,6 +302,10 @@ class ReferenceGeometry:
         parts = [total] if loo is None else [total, loo]
         stats = GroupMoments(*(torch.cat([getattr(p, name) for p in parts])
                                for name in ("n", "mean", "trace")), None)
+        if float(stats.n.min()) < 2:
+            raise ValueError(f"a covariance needs at least 2 feature rows; with {moments.num_images} images "
+                             f"in {groups} seed groups a set has {int(stats.n.min())} (use fewer groups or "
+                             "more images)")
         if moments.scatter is None:
             masks = [torch.ones_like(moments.row_group, dtype=torch.bool)]
             if loo is not None:

@@ -175,3 +175,18 @@ def test_the_stream_on_cuda_equals_the_cpu(n):
         results.append(stream.result())
     assert results[1].fid == pytest.approx(results[0].fid, rel=1e-10)
     np.testing.assert_allclose(results[1].fid_loo, results[0].fid_loo, rtol=1e-10)
+
+
+@pytest.mark.parametrize("row_limit", [None, 0], ids=["row-mode", "scatters"])
+def test_a_jackknife_with_a_set_of_one_image_is_refused(row_limit):
+    """3 images in 10 groups: the leave-one-out sets have 2 images, the full set 3; 2 images in 2 groups:
+    a leave-one-out set of 1 image has no covariance, said in one line instead of a division by zero."""
+    reference = ReferenceStats(np.zeros(4), np.eye(4))
+    rows = np.random.default_rng(11).normal(size=(3, 4))
+    stream = FIDStream(reference, groups=10, row_limit=row_limit)
+    stream.update(rows)
+    assert np.isfinite(stream.jackknife().loo).all()
+    pair = FIDStream(reference, groups=2, row_limit=row_limit)
+    pair.update(rows[:2])
+    with pytest.raises(ValueError, match="2 feature rows; with 2 images in 2 seed groups a set has 1"):
+        pair.jackknife()
