@@ -56,8 +56,11 @@ def truth_from_table(path: Path) -> dict:
 
 
 def choose(scores: dict, n: int) -> dict:
-    """The setting each rule picks from {setting: (FID, leave-one-out FIDs)} on n shared seeds."""
+    """The setting each rule picks from {setting: (FID, leave-one-out FIDs)} on n shared seeds. The third
+    is ``edmbench.study.confirm.search_order``'s key with the evidence at the full count: the plug-in
+    difference to the default plus ``CHOICE_Z`` paired SE."""
     from edmbench.metrics.paired import paired_difference, single_estimate
+    from edmbench.study.confirm import CHOICE_Z
 
     debiased = {s: single_estimate(v, loo, n).debiased for s, (v, loo) in scores.items()}
     base = scores[BASELINE]
@@ -66,7 +69,7 @@ def choose(scores: dict, n: int) -> dict:
         if s == BASELINE:
             return 0.0
         d = paired_difference(*scores[s], *base, n)
-        return d.debiased + d.se
+        return d.estimate + CHOICE_Z * d.se
 
     return {RULES[0]: min(scores, key=lambda s: scores[s][0]), RULES[1]: min(debiased, key=debiased.get),
             RULES[2]: min(scores, key=penalised)}

@@ -22,10 +22,10 @@ Row mode. With N <= D images (a rung of 1k Inception features, D = 2048) Sigma h
 for a subset S of m rows the nonzero eigenvalues of A Sigma_S A are those of Q^T Y_S Y_S^T Q / (m - 1),
 Q an orthonormal basis of the vectors orthogonal to 1 (``centred_grams``: a Householder reflection). One
 [N, N] Gram serves the full set and every leave-one-out set, so a rung costs N^2 D + (K + 1) eigenvalue
-solves of size ~N: at N = 500, D = 2048 30x faster than the [D, D] solves, and equal to an SVD oracle to
-1e-15 relative where the [D, D] route is off by 1e-8 (it sums the square roots of D - N + 1 rounding-level
-eigenvalues). Past D images the rows are folded into the scatters once (N D^2, what the batch-by-batch
-folds would have cost).
+solves of size ~N: at N = 500, D = 2048 44x faster than the [D, D] route (benchmarks/bench_fid_math.py),
+and equal to an SVD oracle to 1e-15 relative where the [D, D] route is off by 1e-8 (it sums the square
+roots of D - N + 1 rounding-level eigenvalues). Past D images the rows are folded into the scatters once
+(N D^2, what the batch-by-batch folds would have cost).
 
 Error bar (grouped jackknife). The image with seed s belongs to group s mod K (K = ``groups``; a stream
 without seeds uses the row's position), so two trials on the same seeds have the same groups and their
